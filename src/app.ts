@@ -1,0 +1,70 @@
+import { Hono } from 'hono';
+import type { ContentfulStatusCode } from 'hono/utils/http-status';
+import type { Registry } from 'prom-client';
+import type { Logger } from './log/logger.js';
+
+/** The one error shape every pd-relay HTTP endpoint answers with. */
+export interface ErrorBody {
+  /** A stable machine-readable code, e.g. "bad_signature". */
+  error: string;
+  /** A sentence for the human reading the SNS delivery log or curl output. */
+  message: string;
+}
+
+export function errorResponse(status: ContentfulStatusCode, error: string, message: string): Response {
+  return new Response(JSON.stringify({ error, message } satisfies ErrorBody), {
+    status,
+    headers: { 'content-type': 'application/json; charset=utf-8' },
+  });
+}
+
+/** Why the relay is not ready, or null when it is. */
+export type ReadinessProbe = () => string | null;
+
+export interface SnsAppDeps {
+  readiness: ReadinessProbe;
+  logger: Logger;
+}
+
+/**
+ * The public app (the SNS port): health endpoints and, mounted by ingress, POST /sns. No side
+ * effects: tests drive it with app.request().
+ */
+export function createSnsApp(deps: SnsAppDeps): Hono {
+  const app = new Hono();
+  app.get('/healthz', (c) => c.json({ status: 'ok' }));
+  app.get('/readyz', (c) => {
+    const reason = deps.readiness();
+    return reason === null ? c.json({ status: 'ready' }) : c.json({ status: 'not_ready', reason }, 503);
+  });
+  installErrorHandlers(app, deps.logger);
+  return app;
+}
+
+export interface AdminAppDeps {
+  registry: Registry;
+  logger: Logger;
+}
+
+/** The metrics/admin app (its own port, never public): /metrics. */
+export function createAdminApp(deps: AdminAppDeps): Hono {
+  const app = new Hono();
+  app.get('/metrics', async () => {
+    const body = await deps.registry.metrics();
+    return new Response(body, { headers: { 'content-type': deps.registry.contentType } });
+  });
+  installErrorHandlers(app, deps.logger);
+  return app;
+}
+
+/** 404 for unknown paths, 500 without a stack for bugs; both in the one error shape. */
+export function installErrorHandlers(app: Hono, logger: Logger): void {
+  app.notFound((c) => errorResponse(404, 'not_found', `No route for ${c.req.method} ${c.req.path}.`));
+  app.onError((err, c) => {
+    logger.error(
+      { err, method: c.req.method, path: c.req.path },
+      'Unhandled error while answering a request.',
+    );
+    return errorResponse(500, 'internal', 'Internal error; the relay logged the details.');
+  });
+}

@@ -1,0 +1,269 @@
+import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { formatPath, type Problem, UserError } from '../errors.js';
+import { Secret } from '../shared/secret.js';
+import { type PathSegment, YamlSource } from '../shared/yaml-source.js';
+import { zodProblems } from '../shared/zod-problems.js';
+import { substituteEnv } from './env.js';
+import { configSchema, type RawConfig } from './schema.js';
+
+/** PagerDuty Events API v2 integration keys are 32 characters (the integration's "Integration Key"). */
+export const ROUTING_KEY_PATTERN = /^[A-Za-z0-9]{32}$/;
+
+/** One integration key of a route's pool. `alias` is what logs and metrics show. */
+export interface RoutingKey {
+  alias: string;
+  key: Secret;
+}
+
+export interface RouteConfig {
+  name: string;
+  keys: RoutingKey[];
+  ratePerMinute: number;
+}
+
+/** The loaded configuration: defaults applied, paths absolute, secrets read and wrapped. */
+export interface Config {
+  /** The file it came from, or null for the zero-config defaults. */
+  file: string | null;
+  /** True when no route has a key: events are logged and listed, never sent. */
+  dryRun: boolean;
+  server: Omit<RawConfig['server'], 'basicAuth' | 'tls'> & {
+    tls?: { certFile: string; keyFile: string };
+    basicAuth?: { username: string; password: Secret };
+  };
+  metrics: RawConfig['metrics'];
+  log: RawConfig['log'];
+  sns: RawConfig['sns'];
+  pagerduty: RawConfig['pagerduty'];
+  routes: Record<string, RouteConfig>;
+  rules: RawConfig['rules'];
+  spool: RawConfig['spool'];
+  delivery: RawConfig['delivery'];
+}
+
+export interface LoadOptions {
+  /** Config file path; when absent, the zero-config defaults. */
+  file?: string | undefined;
+  env?: NodeJS.ProcessEnv;
+  /** Where relative paths resolve when there is no file (default: process.cwd()). */
+  cwd?: string;
+}
+
+/** Loads and validates the configuration, or throws a UserError listing every problem. */
+export function loadConfig(opts: LoadOptions = {}): Config {
+  const cwd = opts.cwd ?? process.cwd();
+  if (!opts.file) {
+    const result = parseConfig('{}\n', '<defaults>', { env: opts.env ?? process.env, baseDir: cwd });
+    if (!result.config) throw new UserError('The built-in defaults are invalid (a bug).', result.problems);
+    return { ...result.config, file: null };
+  }
+  const file = resolve(cwd, opts.file);
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new UserError(`Cannot read config file ${opts.file}: ${errnoText(err)}.`);
+  }
+  const result = parseConfig(text, opts.file, { env: opts.env ?? process.env, baseDir: dirname(file) });
+  if (!result.config) {
+    throw new UserError(
+      `${opts.file} has ${result.problems.length} problem${result.problems.length === 1 ? '' : 's'}; fix them and retry:`,
+      result.problems,
+    );
+  }
+  return { ...result.config, file };
+}
+
+/**
+ * Parses config text. Collects every problem — YAML syntax, `${ENV}`, schema, cross-field rules,
+ * unreadable `*File` secrets — rather than stopping at the first. Relative paths resolve against
+ * `baseDir` (the config file's directory, as Prometheus does).
+ */
+export function parseConfig(
+  text: string,
+  file: string,
+  opts: { env: NodeJS.ProcessEnv; baseDir: string },
+): { config?: Config; problems: Problem[] } {
+  const { source, problems } = YamlSource.parse(text, file);
+  if (problems.length) return { problems };
+  const envProblems = substituteEnv(source, opts.env);
+  problems.push(...envProblems);
+
+  let input = source.toJS();
+  if (input === null || input === undefined) input = {};
+  const parsed = configSchema.safeParse(input, { reportInput: true });
+  if (!parsed.success) {
+    const unset = new Set(envProblems.map((p) => p.path));
+    for (const p of zodProblems(parsed.error.issues, source, configSchema, isSecretPath))
+      if (!unset.has(p.path)) problems.push(p);
+    return { problems };
+  }
+  const raw = parsed.data;
+  const at = (path: PathSegment[], key = false) => source.locate(path, { key });
+  // A value left unset by the environment is reported once, not again by every check that reads it.
+  const unset = new Set(envProblems.map((p) => p.path));
+  const problem = (path: PathSegment[], message: string, key = false) => {
+    const p = formatPath(path);
+    if (![...unset].some((u) => p === u || p.startsWith(`${u}.`)))
+      problems.push({ location: at(path, key), path: p, message });
+  };
+  const abs = (p: string) => resolve(opts.baseDir, p);
+  const readSecret = (path: PathSegment[], fileName: string): Secret | undefined => {
+    try {
+      return new Secret(readFileSync(abs(fileName), 'utf8').trim());
+    } catch (err) {
+      problem(path, `Cannot read ${fileName}: ${errnoText(err)}`);
+      return undefined;
+    }
+  };
+
+  // server.tls and server.basicAuth
+  let tls: Config['server']['tls'];
+  if (raw.server.tls) {
+    tls = { certFile: abs(raw.server.tls.certFile), keyFile: abs(raw.server.tls.keyFile) };
+    for (const k of ['certFile', 'keyFile'] as const) {
+      try {
+        readFileSync(tls[k]);
+      } catch (err) {
+        problem(['server', 'tls', k], `Cannot read ${raw.server.tls[k]}: ${errnoText(err)}`);
+      }
+    }
+  }
+  let basicAuth: Config['server']['basicAuth'];
+  const ba = raw.server.basicAuth;
+  if (ba) {
+    if ((ba.password === undefined) === (ba.passwordFile === undefined)) {
+      problem(['server', 'basicAuth'], 'Expected exactly one of password or passwordFile');
+    } else {
+      const password =
+        ba.password !== undefined
+          ? new Secret(ba.password)
+          : readSecret(['server', 'basicAuth', 'passwordFile'], ba.passwordFile as string);
+      if (password && password.length === 0) problem(['server', 'basicAuth'], 'The password is empty');
+      if (ba.username.includes(':'))
+        problem(['server', 'basicAuth', 'username'], 'A username cannot contain ":"');
+      if (password) basicAuth = { username: ba.username, password };
+    }
+  }
+
+  // sns.certHostPattern must compile; sns.topics are globs.
+  try {
+    new RegExp(raw.sns.certHostPattern);
+  } catch (err) {
+    problem(['sns', 'certHostPattern'], `Not a valid regular expression: ${(err as Error).message}`);
+  }
+  raw.sns.topics.forEach((t, i) => {
+    if (t !== '*' && !t.startsWith('arn:'))
+      problem(
+        ['sns', 'topics', i],
+        `Expected a topic ARN or glob such as "arn:aws:sns:*:123456789012:*", got "${t}"`,
+      );
+  });
+
+  // routes: keys, aliases, dry-run.
+  const routes: Record<string, RouteConfig> = {};
+  let keyCount = 0;
+  for (const [routeName, r] of Object.entries(raw.routes)) {
+    const keys: RoutingKey[] = [];
+    const aliases = new Set<string>();
+    r.keys.forEach((entry, i) => {
+      const path: PathSegment[] = ['routes', routeName, 'keys', i];
+      let alias: string;
+      let key: Secret | undefined;
+      if (typeof entry === 'string') {
+        alias = `${routeName}-${i + 1}`;
+        key = new Secret(entry.trim());
+      } else {
+        alias = entry.alias;
+        if ((entry.key === undefined) === (entry.keyFile === undefined)) {
+          problem(path, 'Expected exactly one of key or keyFile');
+          return;
+        }
+        key =
+          entry.key !== undefined
+            ? new Secret(entry.key.trim())
+            : readSecret([...path, 'keyFile'], entry.keyFile as string);
+        path.push(entry.key !== undefined ? 'key' : 'keyFile');
+      }
+      if (aliases.has(alias)) problem(path, `Duplicate alias "${alias}" in route "${routeName}"`);
+      aliases.add(alias);
+      if (!key) return;
+      if (!ROUTING_KEY_PATTERN.test(key.reveal())) {
+        problem(
+          path,
+          `Expected a 32-character PagerDuty integration key (letters and digits), got a value of ${key.length} characters (not shown)`,
+        );
+        return;
+      }
+      keys.push({ alias, key });
+    });
+    keyCount += keys.length;
+    routes[routeName] = { name: routeName, keys, ratePerMinute: r.ratePerMinute };
+  }
+  if (!routes.default) {
+    problem(['routes'], 'Expected a route named "default": the built-in rules send to it');
+  }
+  const dryRun = keyCount === 0 && Object.values(raw.routes).every((r) => r.keys.length === 0);
+  if (!dryRun) {
+    for (const [routeName, r] of Object.entries(raw.routes)) {
+      if (r.keys.length === 0)
+        problem(
+          ['routes', routeName],
+          `Route "${routeName}" has no keys while other routes do: add keys or remove it`,
+        );
+    }
+    if (raw.sns.topics.length === 0) {
+      problem(
+        ['sns', 'topics'],
+        'Required when routes have keys: without a topic allow-list, anyone with an AWS ' +
+          'account can subscribe this endpoint to their own topic and page you. Add e.g. ' +
+          'topics: ["arn:aws:sns:*:123456789012:*"]',
+      );
+    }
+  }
+  if (raw.delivery.minBackoffMs > raw.delivery.maxBackoffMs)
+    problem(['delivery', 'minBackoffMs'], 'Expected minBackoffMs <= maxBackoffMs');
+
+  if (problems.length) return { problems };
+  const config: Config = {
+    file,
+    dryRun,
+    server: {
+      host: raw.server.host,
+      port: raw.server.port,
+      maxBodyBytes: raw.server.maxBodyBytes,
+      tls,
+      basicAuth,
+    },
+    metrics: raw.metrics,
+    log: raw.log,
+    sns: raw.sns,
+    pagerduty: { ...raw.pagerduty, url: raw.pagerduty.url.replace(/\/+$/, '') },
+    routes,
+    rules: { ...raw.rules, paths: raw.rules.paths.map(abs) },
+    spool: { ...raw.spool, dir: abs(raw.spool.dir) },
+    delivery: raw.delivery,
+  };
+  return { config, problems };
+}
+
+/** Paths whose values are credentials: never echoed in a message. */
+function isSecretPath(path: readonly PathSegment[]): boolean {
+  if (path[0] === 'routes' && path[2] === 'keys') return path.length === 4 || path[4] === 'key';
+  return path[0] === 'server' && path[1] === 'basicAuth' && path[2] === 'password';
+}
+
+function errnoText(err: unknown): string {
+  const e = err as NodeJS.ErrnoException;
+  switch (e.code) {
+    case 'ENOENT':
+      return 'no such file';
+    case 'EACCES':
+      return 'permission denied';
+    case 'EISDIR':
+      return 'it is a directory';
+    default:
+      return e.code ?? e.message;
+  }
+}

@@ -1,0 +1,117 @@
+import { z } from 'zod';
+
+/**
+ * The configuration file's shape. These keys are pd-relay's public interface: keep them stable,
+ * document every one in docs/configuration.md. Defaults here make the zero-config relay: dry-run,
+ * HTTP on 0.0.0.0:8080, built-in rules, spool in ./data.
+ */
+
+/** The default pattern SNS signing-certificate and SubscribeURL hosts must match (host[:port]). */
+export const DEFAULT_CERT_HOST_PATTERN = '^sns\\.[a-z0-9-]+\\.amazonaws\\.com(\\.cn)?$';
+
+/** Numbers and booleans may arrive as strings from `${ENV}` substitution. */
+const fromString = (v: unknown): unknown => {
+  if (typeof v !== 'string') return v;
+  const t = v.trim();
+  if (/^-?\d+(\.\d+)?$/.test(t)) return Number(t);
+  if (t === 'true' || t === 'false') return t === 'true';
+  return v;
+};
+const bool = () => z.preprocess(fromString, z.boolean());
+const port = z.preprocess(fromString, z.number().int().min(0).max(65535));
+const positiveInt = z.preprocess(fromString, z.number().int().min(1));
+const boundedInt = (min: number, max: number) => z.preprocess(fromString, z.number().int().min(min).max(max));
+const nonEmpty = z.string().min(1);
+
+/** A route or alias name: it becomes a metric label value, so keep it short and plain. */
+export const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
+const name = z.string().regex(NAME_PATTERN, {
+  message:
+    'Expected a name of letters, digits, "_", "." or "-" (at most 63, starting with a letter or digit)',
+});
+
+const routingKeyEntry = z.union([
+  z.string(),
+  z.strictObject({
+    alias: name,
+    key: z.string().optional(),
+    keyFile: nonEmpty.optional(),
+  }),
+]);
+
+const route = z.strictObject({
+  keys: z.array(routingKeyEntry).default([]),
+  ratePerMinute: boundedInt(1, 10_000).default(120),
+});
+
+export const configSchema = z.strictObject({
+  server: z
+    .strictObject({
+      host: nonEmpty.default('0.0.0.0'),
+      port: port.default(8080),
+      maxBodyBytes: boundedInt(1024, 64 * 1024 * 1024).default(1_048_576),
+      tls: z.strictObject({ certFile: nonEmpty, keyFile: nonEmpty }).optional(),
+      basicAuth: z
+        .strictObject({
+          username: nonEmpty,
+          password: z.string().optional(),
+          passwordFile: nonEmpty.optional(),
+        })
+        .optional(),
+    })
+    .prefault({}),
+  metrics: z
+    .strictObject({
+      host: nonEmpty.default('0.0.0.0'),
+      port: port.default(9464),
+    })
+    .prefault({}),
+  log: z
+    .strictObject({
+      level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+    })
+    .prefault({}),
+  sns: z
+    .strictObject({
+      topics: z.array(nonEmpty).default([]),
+      autoConfirm: bool().default(true),
+      certHostPattern: nonEmpty.default(DEFAULT_CERT_HOST_PATTERN),
+      certTimeoutMs: boundedInt(1, 60_000).default(5_000),
+      confirmTimeoutMs: boundedInt(1, 60_000).default(5_000),
+      messageIdCacheSize: positiveInt.default(100_000),
+    })
+    .prefault({}),
+  pagerduty: z
+    .strictObject({
+      url: z
+        .url({ protocol: /^https?$/, message: 'Expected an http(s) URL' })
+        .default('https://events.pagerduty.com'),
+      timeoutMs: boundedInt(1, 120_000).default(10_000),
+    })
+    .prefault({}),
+  routes: z.record(name, route).default({ default: { keys: [], ratePerMinute: 120 } }),
+  rules: z
+    .strictObject({
+      paths: z.array(nonEmpty).default([]),
+      watch: bool().default(true),
+      reloadDebounceMs: boundedInt(0, 60_000).default(500),
+    })
+    .prefault({}),
+  spool: z
+    .strictObject({
+      dir: nonEmpty.default('./data'),
+      messageIdRetentionHours: boundedInt(1, 24 * 90).default(72),
+    })
+    .prefault({}),
+  delivery: z
+    .strictObject({
+      maxAgeSeconds: positiveInt.default(86_400),
+      minBackoffMs: positiveInt.default(1_000),
+      maxBackoffMs: positiveInt.default(300_000),
+      drainTimeoutMs: boundedInt(0, 600_000).default(10_000),
+    })
+    .prefault({}),
+});
+
+/** The file as written (after `${ENV}` substitution), defaults applied, before secrets are read. */
+export type RawConfig = z.output<typeof configSchema>;

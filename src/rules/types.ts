@@ -1,0 +1,40 @@
+import type { InputDocument } from '../decode/types.js';
+import type { EventAction, EventBody, RuleAction } from '../pagerduty/types.js';
+
+/**
+ * One event a rule produced for one route: what the spool stores and delivery sends. This is the
+ * contract between the rules stage and the spool ("events → spool").
+ */
+export interface OutboundEvent {
+  /** Route name from the config (`routes.<name>`). */
+  route: string;
+  /** The rule that produced it (for logs and metrics). */
+  rule: string;
+  action: EventAction;
+  /** The dedup key after limits (≤ 255 characters), or null (PagerDuty assigns one; events spread). */
+  dedupKey: string | null;
+  /** The Events API v2 body, limits applied (see pagerduty/limits.ts), without routing_key. */
+  body: EventBody;
+}
+
+/** A rule that matched, and what it decided. */
+export interface RuleMatch {
+  rule: string;
+  action: RuleAction;
+}
+
+/** What the rules made of one input document. */
+export interface Evaluation {
+  /** The deciding (last matching) rule's name, or null when nothing matched. */
+  rule: string | null;
+  action: RuleAction;
+  /** Every rule that matched, in order (several with `continue: true`). */
+  matches: RuleMatch[];
+  /** Events to spool; empty for drop. */
+  events: OutboundEvent[];
+}
+
+/** A compiled rule set. Compiled once per (re)load and swapped atomically; evaluate() never parses. */
+export interface RuleEngine {
+  evaluate(doc: InputDocument): Evaluation;
+}
