@@ -68,7 +68,7 @@ export function loadConfig(opts: LoadOptions = {}): Config {
   const result = parseConfig(text, opts.file, { env: opts.env ?? process.env, baseDir: dirname(file) });
   if (!result.config) {
     throw new UserError(
-      `${opts.file} has ${result.problems.length} problem${result.problems.length === 1 ? '' : 's'}; fix them and retry:`,
+      `Invalid configuration in ${opts.file} (${result.problems.length} problem${result.problems.length === 1 ? '' : 's'}):`,
       result.problems,
     );
   }
@@ -168,30 +168,33 @@ export function parseConfig(
     const keys: RoutingKey[] = [];
     const aliases = new Set<string>();
     r.keys.forEach((entry, i) => {
-      const path: PathSegment[] = ['routes', routeName, 'keys', i];
-      let alias: string;
-      let key: Secret | undefined;
-      if (typeof entry === 'string') {
-        alias = `${routeName}-${i + 1}`;
-        key = new Secret(entry.trim());
-      } else {
-        alias = entry.alias;
-        if ((entry.key === undefined) === (entry.keyFile === undefined)) {
-          problem(path, 'Expected exactly one of key or keyFile');
-          return;
-        }
-        key =
-          entry.key !== undefined
-            ? new Secret(entry.key.trim())
-            : readSecret([...path, 'keyFile'], entry.keyFile as string);
-        path.push(entry.key !== undefined ? 'key' : 'keyFile');
+      const at: PathSegment[] = ['routes', routeName, 'keys', i];
+      const alias = typeof entry === 'string' ? `${routeName}-${i + 1}` : entry.alias;
+      if (aliases.has(alias)) {
+        problem(
+          typeof entry === 'string' ? at : [...at, 'alias'],
+          `Duplicate alias "${alias}" in route "${routeName}"`,
+        );
       }
-      if (aliases.has(alias)) problem(path, `Duplicate alias "${alias}" in route "${routeName}"`);
       aliases.add(alias);
+
+      let key: Secret | undefined;
+      let keyPath = at;
+      if (typeof entry === 'string') {
+        key = new Secret(entry.trim());
+      } else if ((entry.key === undefined) === (entry.keyFile === undefined)) {
+        problem(at, 'Expected exactly one of key or keyFile');
+      } else if (entry.key !== undefined) {
+        key = new Secret(entry.key.trim());
+        keyPath = [...at, 'key'];
+      } else {
+        keyPath = [...at, 'keyFile'];
+        key = readSecret(keyPath, entry.keyFile as string);
+      }
       if (!key) return;
       if (!ROUTING_KEY_PATTERN.test(key.reveal())) {
         problem(
-          path,
+          keyPath,
           `Expected a 32-character PagerDuty integration key (letters and digits), got a value of ${key.length} characters (not shown)`,
         );
         return;

@@ -14,9 +14,11 @@ export function zodProblems(
 ): Problem[] {
   const out: Problem[] = [];
   const describe = (path: readonly PathSegment[], input: unknown): string =>
-    isSecretPath(path) && typeof input === 'string'
-      ? `a value of ${input.length} characters (not shown)`
-      : describeValue(input);
+    !isSecretPath(path) || input === undefined
+      ? describeValue(input)
+      : typeof input === 'string'
+        ? `a value of ${input.length} characters (not shown)`
+        : `a ${Array.isArray(input) ? 'list' : typeof input === 'object' ? 'mapping' : typeof input} (not shown)`;
 
   const visit = (issue: z.core.$ZodIssue, prefix: readonly PathSegment[]): void => {
     const path = [...prefix, ...(issue.path as PathSegment[])];
