@@ -1,6 +1,6 @@
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
-import { createServer as createHttpsServer } from 'node:https';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { createAdaptorServer } from '@hono/node-server';
 import type { Hono } from 'hono';
@@ -8,6 +8,7 @@ import { createAdminApp, createSnsApp } from './app.js';
 import type { Config } from './config/load.js';
 import { createLogger, type Logger } from './log/logger.js';
 import { createRegistry } from './metrics/registry.js';
+import { watchTlsFiles } from './server/tls-reloader.js';
 
 /** A running relay: what `pd-relay serve` and the process-level tests hold. */
 export interface Relay {
@@ -36,6 +37,8 @@ export async function startRelay(config: Config, opts: { logger?: Logger } = {})
 
   const snsServer = await listen(snsApp, config.server.host, config.server.port, config.server.tls);
   const metricsServer = await listen(adminApp, config.metrics.host, config.metrics.port);
+  const tlsFiles = config.server.tls;
+  const stopTlsWatch = tlsFiles ? watchTlsFiles(snsServer as HttpsServer, tlsFiles, logger) : () => {};
   const snsAddress = snsServer.address() as AddressInfo;
   const metricsAddress = metricsServer.address() as AddressInfo;
   logger.info(
@@ -55,6 +58,7 @@ export async function startRelay(config: Config, opts: { logger?: Logger } = {})
     closing ??= (async () => {
       draining = true;
       logger.info({ reason }, 'Relay stopping.');
+      stopTlsWatch();
       await Promise.all([closeServer(snsServer), closeServer(metricsServer)]);
       logger.info('Relay stopped.');
       logger.flush();
