@@ -1,0 +1,70 @@
+import { spawnSync } from 'node:child_process';
+import { afterEach, describe, expect, it } from 'vitest';
+import { RelayProcess, tempDir, writeIn } from '../helpers/relay-process.js';
+
+const MINIMAL = ['server: { host: 127.0.0.1, port: 0 }', 'metrics: { host: 127.0.0.1, port: 0 }', ''].join(
+  '\n',
+);
+
+describe('pd-relay serve as a process', () => {
+  let relay: RelayProcess | undefined;
+  afterEach(async () => {
+    await relay?.stop();
+    relay = undefined;
+  });
+
+  it('starts, answers health checks on the SNS port and metrics on the other, and exits 0 on SIGTERM', async () => {
+    relay = await RelayProcess.start({ configYaml: MINIMAL });
+    const health = await fetch(`${relay.snsUrl}/healthz`);
+    expect(health.status).toBe(200);
+    expect(await health.json()).toEqual({ status: 'ok' });
+    const ready = await fetch(`${relay.snsUrl}/readyz`);
+    expect(ready.status).toBe(200);
+    const metricsOnSnsPort = await fetch(`${relay.snsUrl}/metrics`);
+    expect(metricsOnSnsPort.status).toBe(404);
+    const metrics = await fetch(`${relay.metricsUrl}/metrics`);
+    expect(await metrics.text()).toMatch(/^pdrelay_build_info\{version="[^"]+",node="[^"]+"\} 1$/m);
+
+    relay.signal('SIGTERM');
+    expect(await relay.wait()).toEqual({ code: 0, signal: null });
+    expect(relay.logs.map((l) => l.msg)).toContain('Relay stopped.');
+  });
+
+  it('refuses to start on a broken config: exit 1, every problem located, nothing listening', () => {
+    const { dir, cleanup } = tempDir();
+    try {
+      const file = writeIn(
+        dir,
+        'broken.yaml',
+        'server:\n  port: high\nroutes:\n  default:\n    keys: ["${PD_RELAY_MISSING}"]\n',
+      );
+      const r = spawnSync(process.execPath, ['bin/pd-relay.js', 'serve', '--config', file], {
+        encoding: 'utf8',
+        env: { PATH: process.env.PATH },
+      });
+      expect(r.status).toBe(1);
+      expect(r.stderr).toContain(`${file}:2:9 server.port: Expected a number, got the string "high"`);
+      expect(r.stderr).toContain(
+        `${file}:5:12 routes.default.keys[0]: Environment variable PD_RELAY_MISSING is not set or empty`,
+      );
+      expect(r.stderr).not.toMatch(/at .*\.js:\d+/); // no stack trace for a user error
+    } finally {
+      cleanup();
+    }
+  });
+
+  it('reads the config path from PD_RELAY_CONFIG', () => {
+    const { dir, cleanup } = tempDir();
+    try {
+      const file = writeIn(dir, 'c.yaml', 'log:\n  level: chatty\n');
+      const r = spawnSync(process.execPath, ['bin/pd-relay.js', 'serve'], {
+        encoding: 'utf8',
+        env: { PATH: process.env.PATH, PD_RELAY_CONFIG: file },
+      });
+      expect(r.status).toBe(1);
+      expect(r.stderr).toContain(`${file}:2:10 log.level: Expected one of`);
+    } finally {
+      cleanup();
+    }
+  });
+});
