@@ -99,6 +99,7 @@ export class FakeSns {
   readonly #signingKey: KeyObject = createPrivateKey(testTls.signingKeyPem);
   readonly #certs = new Map<string, string>();
   readonly #faults = new Map<string, Fault>();
+  readonly #timers = new Set<NodeJS.Timeout>();
 
   private constructor(
     private readonly server: Server,
@@ -196,6 +197,7 @@ export class FakeSns {
 
   /** Stops the host, cutting any connection held open by a `hang` fault. */
   async close(): Promise<void> {
+    for (const t of this.#timers) clearTimeout(t);
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     this.server.closeAllConnections();
     await closed;
@@ -255,8 +257,13 @@ export class FakeSns {
         res.writeHead(404, { 'content-type': 'text/plain' }).end('not found');
       }
     };
-    if (fault && 'delayMs' in fault) setTimeout(respond, fault.delayMs);
-    else respond();
+    if (fault && 'delayMs' in fault) {
+      const timer = setTimeout(() => {
+        this.#timers.delete(timer);
+        respond();
+      }, fault.delayMs);
+      this.#timers.add(timer);
+    } else respond();
   }
 }
 

@@ -55,7 +55,7 @@ export interface IngressHarness {
   logs: ReturnType<typeof captureLogger>;
   /** POSTs an envelope (JSON-encoded) or a raw string body, like SNS does (text/plain). */
   post(
-    body: Envelope | string,
+    body: Envelope | string | Uint8Array,
     opts?: PostOptions,
   ): Promise<{ status: number; headers: Headers; json: Record<string, unknown> }>;
   /** The value of a counter/gauge sample, 0 when absent. */
@@ -98,12 +98,10 @@ export async function startIngress(opts: IngressHarnessOptions): Promise<Ingress
         method: o.method ?? 'POST',
         headers: {
           'content-type': 'text/plain; charset=UTF-8',
-          ...(typeof body === 'object' ? { 'x-amz-sns-message-type': String(body.Type) } : {}),
+          ...(isEnvelope(body) ? { 'x-amz-sns-message-type': String(body.Type) } : {}),
           ...o.headers,
         },
-        ...((o.method ?? 'POST') === 'POST'
-          ? { body: typeof body === 'string' ? body : JSON.stringify(body) }
-          : {}),
+        ...((o.method ?? 'POST') === 'POST' ? { body: bodyOf(body) } : {}),
       });
       const text = await res.text();
       let json: Record<string, unknown> = {};
@@ -115,12 +113,14 @@ export async function startIngress(opts: IngressHarnessOptions): Promise<Ingress
       return { status: res.status, headers: res.headers, json };
     },
     async metric(name, labels = {}) {
-      const metric = registry.getSingleMetric(name);
+      // Histograms are registered under their base name; their samples are <name>_count, _sum, _bucket.
+      const metric =
+        registry.getSingleMetric(name) ?? registry.getSingleMetric(name.replace(/_(count|sum|bucket)$/, ''));
       if (!metric) return 0;
       const { values } = await metric.get();
       const sample = values.find(
         (v) =>
-          !('metricName' in v && v.metricName && v.metricName !== name) &&
+          ((v as { metricName?: string }).metricName ?? name) === name &&
           Object.entries(labels).every(
             ([k, val]) => String((v.labels as Record<string, unknown>)[k]) === val,
           ),
@@ -129,4 +129,12 @@ export async function startIngress(opts: IngressHarnessOptions): Promise<Ingress
     },
     close: served.close,
   };
+}
+
+function isEnvelope(body: Envelope | string | Uint8Array): body is Envelope {
+  return typeof body === 'object' && !(body instanceof Uint8Array);
+}
+
+function bodyOf(body: Envelope | string | Uint8Array): string | Uint8Array {
+  return isEnvelope(body) ? JSON.stringify(body) : body;
 }
