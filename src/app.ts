@@ -12,10 +12,15 @@ export interface ErrorBody {
   message: string;
 }
 
-export function errorResponse(status: ContentfulStatusCode, error: string, message: string): Response {
+export function errorResponse(
+  status: ContentfulStatusCode,
+  error: string,
+  message: string,
+  headers: Record<string, string> = {},
+): Response {
   return new Response(JSON.stringify({ error, message } satisfies ErrorBody), {
     status,
-    headers: { 'content-type': 'application/json; charset=utf-8' },
+    headers: { 'content-type': 'application/json; charset=utf-8', ...headers },
   });
 }
 

@@ -13,7 +13,13 @@ export class MemorySink implements EventSink {
   /** When set, commit() and hasMessage() throw SpoolUnavailableError. */
   unavailable = false;
   readonly #ids = new Set<string>();
+  readonly #keepEntries: boolean;
   #gate: Promise<void> | undefined;
+
+  /** `keepEntries: false` remembers ids only (benchmarks: no memory growth from stored events). */
+  constructor(opts: { keepEntries?: boolean } = {}) {
+    this.#keepEntries = opts.keepEntries ?? true;
+  }
 
   async commit(entry: SpoolEntry): Promise<'committed' | 'duplicate'> {
     this.commits++;
@@ -21,7 +27,7 @@ export class MemorySink implements EventSink {
     if (this.unavailable) throw new SpoolUnavailableError('The test sink is unavailable');
     if (this.#ids.has(entry.messageId)) return 'duplicate';
     this.#ids.add(entry.messageId);
-    this.entries.push(entry);
+    if (this.#keepEntries) this.entries.push(entry);
     return 'committed';
   }
 
