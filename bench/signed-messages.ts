@@ -1,14 +1,15 @@
 // Pre-signed SNS Notifications for the benchmarks: N messages with unique MessageIds, signed with
-// the test signing key (RSA-2048, as AWS) across worker threads, cached in .bench/ (git-ignored)
+// the test signing key (RSA-2048, as AWS) in one child process per core, cached in .bench/ (git-ignored)
 // because signing is ~30× slower than verifying.
+import { fork } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import { Worker } from 'node:worker_threads';
 import { corpusDir } from '../test/helpers/corpus.js';
-import { testTls } from '../test/helpers/fake-sns.js';
+import { type Envelope, testTls } from '../test/helpers/fake-sns.js';
 
 export const BENCH_TOPIC = 'arn:aws:sns:us-east-1:123456789012:bench-alarms';
+const SUBJECT = 'ALARM: "bench-app-node-failure" in US East (N. Virginia)';
 
 /** The SNS Message: the real CloudWatch alarm from the corpus when present, else one of the same shape. */
 export function alarmMessage(): string {
@@ -43,26 +44,21 @@ export function alarmMessage(): string {
   });
 }
 
-const messageId = (i: number) => `00000000-0000-4000-8000-${i.toString(16).padStart(12, '0')}`;
-const timestamp = (i: number) => new Date(Date.UTC(2025, 0, 1) + i).toISOString();
-const SUBJECT = 'ALARM: "bench-app-node-failure" in US East (N. Virginia)';
-
-// The signer runs as plain JavaScript in worker threads (no TypeScript loader there).
-const WORKER = `
-const { parentPort, workerData } = require('node:worker_threads');
-const { createPrivateKey, sign } = require('node:crypto');
-const { keyPem, message, subject, topic, from, to } = workerData;
-const key = createPrivateKey(keyPem);
-const out = [];
-for (let i = from; i < to; i++) {
-  const id = '00000000-0000-4000-8000-' + i.toString(16).padStart(12, '0');
-  const ts = new Date(Date.UTC(2025, 0, 1) + i).toISOString();
-  const text = 'Message\\n' + message + '\\nMessageId\\n' + id + '\\nSubject\\n' + subject + '\\nTimestamp\\n' + ts +
-    '\\nTopicArn\\n' + topic + '\\nType\\nNotification\\n';
-  out.push(sign('sha256', Buffer.from(text, 'utf8'), key).toString('base64'));
+/** Notification number `i` (unsigned): a MessageId and Timestamp of its own, the rest shared. */
+export function benchNotification(i: number, message: string, certUrl: string): Envelope {
+  return {
+    Type: 'Notification',
+    MessageId: `00000000-0000-4000-8000-${i.toString(16).padStart(12, '0')}`,
+    TopicArn: BENCH_TOPIC,
+    Subject: SUBJECT,
+    Message: message,
+    Timestamp: new Date(Date.UTC(2025, 0, 1) + i).toISOString(),
+    SignatureVersion: '2',
+    Signature: '',
+    SigningCertURL: certUrl,
+    UnsubscribeURL: 'https://sns.us-east-1.amazonaws.com/?Action=Unsubscribe&SubscriptionArn=x',
+  };
 }
-parentPort.postMessage(out);
-`;
 
 /**
  * `count` signed SignatureVersion-2 Notification bodies (JSON strings, ready to POST) whose
@@ -86,23 +82,19 @@ export async function signedNotifications(count: number, certUrl: string): Promi
     const per = Math.ceil(count / workers);
     const parts = await Promise.all(
       Array.from({ length: workers }, (_, w) => {
-        const worker = new Worker(WORKER, {
-          eval: true,
-          workerData: {
-            keyPem: testTls.signingKeyPem,
-            message,
-            subject: SUBJECT,
-            topic: BENCH_TOPIC,
-            from: w * per,
-            to: Math.min(count, (w + 1) * per),
+        // Child processes rather than worker threads: Node 20 workers do not inherit the tsx loader.
+        const child = fork(
+          new URL('./sign-worker.ts', import.meta.url),
+          [message, String(w * per), String(Math.min(count, (w + 1) * per))],
+          {
+            execArgv: ['--import', 'tsx'],
+            stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
           },
-        });
+        );
         return new Promise<string[]>((resolve, reject) => {
-          worker.once('message', (m: string[]) => {
-            resolve(m);
-            void worker.terminate();
-          });
-          worker.once('error', reject);
+          child.once('message', (m) => resolve(m as string[]));
+          child.once('error', reject);
+          child.once('exit', (code) => code !== 0 && reject(new Error(`sign-worker exited with ${code}`)));
         });
       }),
     );
@@ -114,17 +106,6 @@ export async function signedNotifications(count: number, certUrl: string): Promi
     );
   }
   return signatures.map((signature, i) =>
-    JSON.stringify({
-      Type: 'Notification',
-      MessageId: messageId(i),
-      TopicArn: BENCH_TOPIC,
-      Subject: SUBJECT,
-      Message: message,
-      Timestamp: timestamp(i),
-      SignatureVersion: '2',
-      Signature: signature,
-      SigningCertURL: certUrl,
-      UnsubscribeURL: 'https://sns.us-east-1.amazonaws.com/?Action=Unsubscribe&SubscriptionArn=x',
-    }),
+    JSON.stringify({ ...benchNotification(i, message, certUrl), Signature: signature }),
   );
 }

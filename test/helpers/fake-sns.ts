@@ -186,13 +186,7 @@ export class FakeSns {
    * SignatureVersion, and returns it. Change fields first, then sign, to forge a valid message.
    */
   sign(envelope: Envelope, key: KeyObject = this.#signingKey): Envelope {
-    const fields = SIGNED[String(envelope.Type)] ?? SIGNED.Notification ?? [];
-    let text = '';
-    for (const f of fields)
-      if (envelope[f] !== undefined && envelope[f] !== null) text += `${f}\n${String(envelope[f])}\n`;
-    const digest = envelope.SignatureVersion === '2' ? 'sha256' : 'sha1';
-    envelope.Signature = sign(digest, Buffer.from(text, 'utf8'), key).toString('base64');
-    return envelope;
+    return signEnvelope(envelope, key);
   }
 
   /** Stops the host, cutting any connection held open by a `hang` fault. */
@@ -265,6 +259,17 @@ export class FakeSns {
       this.#timers.add(timer);
     } else respond();
   }
+}
+
+/** Signs `envelope` in place, as SNS does, for its Type and SignatureVersion ("2": SHA-256, else SHA-1). */
+export function signEnvelope(envelope: Envelope, key: KeyObject): Envelope {
+  const fields = SIGNED[String(envelope.Type)] ?? SIGNED.Notification ?? [];
+  let text = '';
+  for (const f of fields)
+    if (envelope[f] !== undefined && envelope[f] !== null) text += `${f}\n${String(envelope[f])}\n`;
+  const digest = envelope.SignatureVersion === '2' ? 'sha256' : 'sha1';
+  envelope.Signature = sign(digest, Buffer.from(text, 'utf8'), key).toString('base64');
+  return envelope;
 }
 
 /** The file name SNS would give a certificate: `SimpleNotificationService-<32 hex>.pem`. */
