@@ -10,7 +10,7 @@ import { BASIC_AUTH_CHALLENGE, createBasicAuthCheck } from './basic-auth.js';
 import { readBody } from './body.js';
 import type { SubscriptionConfirmer } from './confirmer.js';
 import { parseEnvelope } from './envelope.js';
-import { checkSignatureFields, type SignatureVerifier } from './signature.js';
+import type { SignatureVerifier } from './signature.js';
 import { compileTopicAllowList } from './topics.js';
 import {
   type Clock,
@@ -87,8 +87,8 @@ const ok = (result: IngressResult): Outcome => ({ result, status: 200 });
  * Builds the ingress pipeline. Checks run cheapest and least trusting first, and nothing is
  * fetched for a message that any check refuses: basic auth → path → method → readiness → body
  * size → raw-delivery header → JSON → envelope shape → message-type header → topic allow-list →
- * SigningCertURL (and SubscribeURL) → signature fields → signature (may fetch the certificate) →
- * MessageId de-dup → act by Type.
+ * SigningCertURL (and SubscribeURL) → signature fields, then signature (the verifier, which may
+ * fetch the certificate) → MessageId de-dup → act by Type.
  *
  * Status codes follow SNS's retry rule (2xx–4xx count as delivered, only 5xx and timeouts are
  * retried): 4xx only for "never send this again", 503 when a retry can succeed.
@@ -196,9 +196,7 @@ export function createSnsIngress(deps: SnsIngressDeps): SnsIngress {
       if (!checked.ok) return refuse('bad_cert_url', 403, checked.message, 'bad_subscribe_url');
       subscribeUrl = checked.url;
     }
-    const fields = checkSignatureFields(envelope);
-    if (!fields.ok) return refuse('bad_signature', 403, fields.message);
-
+    // The verifier refuses a missing or unknown SignatureVersion/Signature before it fetches anything.
     const verified = await verifier.verify(envelope, certUrl.url);
     if (!verified.ok) {
       return verified.reason === 'cert_unavailable'
