@@ -1,6 +1,7 @@
 import { Hono } from 'hono';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import type { Registry } from 'prom-client';
+import type { SnsIngress } from './ingress/sns/handler.js';
 import type { Logger } from './log/logger.js';
 
 /** The one error shape every pd-relay HTTP endpoint answers with. */
@@ -11,10 +12,15 @@ export interface ErrorBody {
   message: string;
 }
 
-export function errorResponse(status: ContentfulStatusCode, error: string, message: string): Response {
+export function errorResponse(
+  status: ContentfulStatusCode,
+  error: string,
+  message: string,
+  headers: Record<string, string> = {},
+): Response {
   return new Response(JSON.stringify({ error, message } satisfies ErrorBody), {
     status,
-    headers: { 'content-type': 'application/json; charset=utf-8' },
+    headers: { 'content-type': 'application/json; charset=utf-8', ...headers },
   });
 }
 
@@ -24,11 +30,13 @@ export type ReadinessProbe = () => string | null;
 export interface SnsAppDeps {
   readiness: ReadinessProbe;
   logger: Logger;
+  /** The SNS intake (src/ingress/sns); without it /sns paths answer 404. */
+  ingress?: SnsIngress;
 }
 
 /**
- * The public app (the SNS port): health endpoints and, mounted by ingress, POST /sns. No side
- * effects: tests drive it with app.request().
+ * The public app (the SNS port): health endpoints and `POST /sns`, `POST /sns/{endpoint}`. No side
+ * effects: tests drive it with app.request(). Metrics are never served here.
  */
 export function createSnsApp(deps: SnsAppDeps): Hono {
   const app = new Hono();
@@ -37,6 +45,12 @@ export function createSnsApp(deps: SnsAppDeps): Hono {
     const reason = deps.readiness();
     return reason === null ? c.json({ status: 'ready' }) : c.json({ status: 'not_ready', reason }, 503);
   });
+  const ingress = deps.ingress;
+  if (ingress) {
+    // Every method reaches ingress, which answers 405 with `Allow: POST` after the auth check.
+    app.all('/sns', (c) => ingress.handle(c.req.raw, undefined));
+    app.all('/sns/:endpoint', (c) => ingress.handle(c.req.raw, c.req.param('endpoint')));
+  }
   installErrorHandlers(app, deps.logger);
   return app;
 }

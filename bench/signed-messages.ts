@@ -1,0 +1,111 @@
+// Pre-signed SNS Notifications for the benchmarks: N messages with unique MessageIds, signed with
+// the test signing key (RSA-2048, as AWS) in one child process per core, cached in .bench/ (git-ignored)
+// because signing is ~30× slower than verifying.
+import { fork } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { corpusDir } from '../test/helpers/corpus.js';
+import { type Envelope, testTls } from '../test/helpers/fake-sns.js';
+
+export const BENCH_TOPIC = 'arn:aws:sns:us-east-1:123456789012:bench-alarms';
+const SUBJECT = 'ALARM: "bench-app-node-failure" in US East (N. Virginia)';
+
+/** The SNS Message: the real CloudWatch alarm from the corpus when present, else one of the same shape. */
+export function alarmMessage(): string {
+  const dir = corpusDir();
+  const real = dir && `${dir}/messages/cloudwatch-alarm-sns/classic-metric-ALARM.rheoceros-REAL.message.json`;
+  if (real && existsSync(real)) return readFileSync(real, 'utf8');
+  return JSON.stringify({
+    AlarmName: 'bench-app-node-failure',
+    AlarmDescription: null,
+    AWSAccountId: '123456789012',
+    NewStateValue: 'ALARM',
+    NewStateReason:
+      'Threshold Crossed: 1 out of the last 1 datapoints [1.0 (10/11/21 02:40:00)] was greater than or equal to the threshold (1.0).',
+    StateChangeTime: '2021-11-10T02:45:55.640+0000',
+    Region: 'US East (N. Virginia)',
+    AlarmArn: 'arn:aws:cloudwatch:us-east-1:123456789012:alarm:bench-app-node-failure',
+    OldStateValue: 'INSUFFICIENT_DATA',
+    Trigger: {
+      MetricName: 'ExecutionFailure',
+      Namespace: 'bench-app',
+      StatisticType: 'Statistic',
+      Statistic: 'SUM',
+      Unit: 'None',
+      Dimensions: [{ value: 'routing_table', name: 'MetricGroupId' }],
+      Period: 300,
+      EvaluationPeriods: 1,
+      ComparisonOperator: 'GreaterThanOrEqualToThreshold',
+      Threshold: 1.0,
+      TreatMissingData: 'missing',
+      EvaluateLowSampleCountPercentile: '',
+    },
+  });
+}
+
+/** Notification number `i` (unsigned): a MessageId and Timestamp of its own, the rest shared. */
+export function benchNotification(i: number, message: string, certUrl: string): Envelope {
+  return {
+    Type: 'Notification',
+    MessageId: `00000000-0000-4000-8000-${i.toString(16).padStart(12, '0')}`,
+    TopicArn: BENCH_TOPIC,
+    Subject: SUBJECT,
+    Message: message,
+    Timestamp: new Date(Date.UTC(2025, 0, 1) + i).toISOString(),
+    SignatureVersion: '2',
+    Signature: '',
+    SigningCertURL: certUrl,
+    UnsubscribeURL: 'https://sns.us-east-1.amazonaws.com/?Action=Unsubscribe&SubscriptionArn=x',
+  };
+}
+
+/**
+ * `count` signed SignatureVersion-2 Notification bodies (JSON strings, ready to POST) whose
+ * SigningCertURL is `certUrl` (not signed, so the cache survives a new port).
+ */
+export async function signedNotifications(count: number, certUrl: string): Promise<string[]> {
+  const message = alarmMessage();
+  const key = createHash('sha256')
+    .update(`${testTls.signingKeyPem}\n${message}\n${BENCH_TOPIC}`)
+    .digest('hex')
+    .slice(0, 16);
+  const cacheDir = new URL('../.bench/', import.meta.url);
+  const cacheFile = new URL(`signatures-${key}.txt`, cacheDir);
+  // Message i is the same whatever the count: a larger cache serves a smaller request.
+  let signatures = existsSync(cacheFile) ? readFileSync(cacheFile, 'utf8').split('\n') : [];
+  if (signatures.length >= count) {
+    signatures = signatures.slice(0, count);
+  } else {
+    const started = Date.now();
+    const workers = Math.max(1, availableParallelism());
+    const per = Math.ceil(count / workers);
+    const parts = await Promise.all(
+      Array.from({ length: workers }, (_, w) => {
+        // Child processes rather than worker threads: Node 20 workers do not inherit the tsx loader.
+        const child = fork(
+          new URL('./sign-worker.ts', import.meta.url),
+          [message, String(w * per), String(Math.min(count, (w + 1) * per))],
+          {
+            execArgv: ['--import', 'tsx'],
+            stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+          },
+        );
+        return new Promise<string[]>((resolve, reject) => {
+          child.once('message', (m) => resolve(m as string[]));
+          child.once('error', reject);
+          child.once('exit', (code) => code !== 0 && reject(new Error(`sign-worker exited with ${code}`)));
+        });
+      }),
+    );
+    signatures = parts.flat();
+    mkdirSync(cacheDir, { recursive: true });
+    writeFileSync(cacheFile, signatures.join('\n'));
+    console.log(
+      `Signed ${count} notifications in ${((Date.now() - started) / 1000).toFixed(1)} s (cached in .bench/).`,
+    );
+  }
+  return signatures.map((signature, i) =>
+    JSON.stringify({ ...benchNotification(i, message, certUrl), Signature: signature }),
+  );
+}
