@@ -11,11 +11,10 @@ export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
  * manifest or alert test would let a broken deployment through CI looking green.
  */
 export function requireTool(command: string, versionArgs: string[], install: string): void {
-  const r = spawnSync(command, versionArgs, { encoding: 'utf8' });
-  if (r.error || r.status !== 0) {
-    const why =
-      (r.error as NodeJS.ErrnoException | undefined)?.code === 'ENOENT' ? 'is not on PATH' : 'does not run';
-    throw new Error(`Expected ${command} to be installed, but it ${why}. ${install}`);
+  if (!runs(command, versionArgs)) {
+    throw new Error(
+      `Expected ${command} to be installed, but \`${command} ${versionArgs.join(' ')}\` fails. ${install}`,
+    );
   }
 }
 
