@@ -1,0 +1,128 @@
+import { createRegistry } from '../../src/metrics/registry.js';
+
+/** One metric the relay exposes: its type and the labels it carries. */
+export interface MetricSpec {
+  type: 'counter' | 'gauge' | 'histogram';
+  labels: readonly string[];
+}
+
+/**
+ * The relay's metrics as the issue fixes them (names and label sets). The alerts and the dashboard
+ * may use these and nothing else of the relay's; when a stage adds a metric, add it here too.
+ */
+export const RELAY_METRICS: Readonly<Record<string, MetricSpec>> = {
+  pdrelay_sns_messages_total: { type: 'counter', labels: ['type', 'result'] },
+  pdrelay_sns_subscriptions_confirmed_total: { type: 'counter', labels: [] },
+  pdrelay_sns_cert_fetches_total: { type: 'counter', labels: ['result'] },
+  pdrelay_rule_matches_total: { type: 'counter', labels: ['rule', 'action'] },
+  pdrelay_events_total: { type: 'counter', labels: ['route', 'action', 'outcome'] },
+  pdrelay_pagerduty_requests_total: { type: 'counter', labels: ['route', 'key', 'code_class'] },
+  pdrelay_pagerduty_request_duration_seconds: { type: 'histogram', labels: [] },
+  pdrelay_delivery_retries_total: { type: 'counter', labels: ['reason'] },
+  pdrelay_dead_letters_total: { type: 'counter', labels: ['reason'] },
+  pdrelay_dead_letters: { type: 'gauge', labels: [] },
+  pdrelay_payload_truncations_total: { type: 'counter', labels: ['field'] },
+  pdrelay_queue_depth: { type: 'gauge', labels: ['route', 'key'] },
+  pdrelay_queue_oldest_age_seconds: { type: 'gauge', labels: ['route', 'key'] },
+  pdrelay_rate_limit_wait_seconds: { type: 'histogram', labels: [] },
+  pdrelay_spool_commit_duration_seconds: { type: 'histogram', labels: [] },
+  pdrelay_config_last_reload_successful: { type: 'gauge', labels: [] },
+  pdrelay_config_last_reload_success_timestamp_seconds: { type: 'gauge', labels: [] },
+  pdrelay_last_message_timestamp_seconds: { type: 'gauge', labels: ['endpoint'] },
+  pdrelay_build_info: { type: 'gauge', labels: ['version', 'node'] },
+};
+
+/**
+ * Labels Prometheus attaches to every scraped series through the ServiceMonitor (`endpoint` is
+ * dropped there, see k8s/base/servicemonitor.yaml).
+ */
+export const TARGET_LABELS: readonly string[] = [
+  'namespace',
+  'pod',
+  'job',
+  'instance',
+  'container',
+  'service',
+];
+
+/** The relay's metrics plus what its registry exposes by itself (prom-client's process metrics). */
+export async function relayCatalogue(): Promise<Map<string, MetricSpec>> {
+  const catalogue = new Map<string, MetricSpec>(Object.entries(RELAY_METRICS));
+  for (const m of await createRegistry().getMetricsAsJSON()) {
+    if (catalogue.has(m.name)) continue;
+    const labels = new Set<string>();
+    for (const v of m.values) for (const l of Object.keys(v.labels)) if (l !== 'le') labels.add(l);
+    const kind = String(m.type);
+    const type = kind === 'histogram' ? 'histogram' : kind === 'counter' ? 'counter' : 'gauge';
+    catalogue.set(m.name, { type, labels: [...labels] });
+  }
+  catalogue.set('up', { type: 'gauge', labels: [] });
+  return catalogue;
+}
+
+const KEYWORDS = new Set(['and', 'or', 'unless', 'offset', 'bool', 'inf', 'nan', 'atan2', 'start', 'end']);
+const CLAUSE = /\b(by|without|on|ignoring|group_left|group_right)\s*\(([^)]*)\)/g;
+
+/** The metric names and label names a PromQL expression mentions. */
+export function scanPromQL(expr: string): { metrics: string[]; labels: string[] } {
+  const labels = new Set<string>();
+  // String literals can hold anything, including braces and names: blank them first.
+  let rest = expr.replace(/"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|`[^`]*`/g, '""');
+  rest = rest.replace(/\{([^}]*)\}/g, (_, body: string) => {
+    for (const m of body.matchAll(/([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)/g)) labels.add(m[1] as string);
+    return ' ';
+  });
+  rest = rest.replace(CLAUSE, (_, _kw: string, list: string) => {
+    for (const l of list.split(',')) if (l.trim()) labels.add(l.trim());
+    return ' ';
+  });
+  rest = rest.replace(/\[[^\]]*\]/g, ' ').replace(/\boffset\s+-?\w+/g, ' ');
+  const metrics = new Set<string>();
+  for (const m of rest.matchAll(/(?<![\w.$])[A-Za-z_:][A-Za-z0-9_:]*/g)) {
+    const name = m[0];
+    const after = rest.slice((m.index ?? 0) + name.length).trimStart();
+    if (after.startsWith('(') || KEYWORDS.has(name.toLowerCase())) continue;
+    metrics.add(name);
+  }
+  return { metrics: [...metrics], labels: [...labels] };
+}
+
+/** Resolves a series name to its catalogue entry (histogram series: `_bucket`, `_sum`, `_count`). */
+function lookup(
+  catalogue: ReadonlyMap<string, MetricSpec>,
+  name: string,
+): { spec: MetricSpec; bucket: boolean } | undefined {
+  const direct = catalogue.get(name);
+  if (direct) return { spec: direct, bucket: false };
+  const m = /^(.*)_(bucket|sum|count)$/.exec(name);
+  const base = m && catalogue.get(m[1] as string);
+  if (base?.type === 'histogram') return { spec: base, bucket: m?.[2] === 'bucket' };
+  return undefined;
+}
+
+/**
+ * Problems with one expression: metrics not in the catalogue, and labels that not every metric of
+ * the expression carries (a `sum by (route)` over a metric without `route` silently yields one
+ * series with an empty label).
+ */
+export function checkPromQL(expr: string, catalogue: ReadonlyMap<string, MetricSpec>, legend = ''): string[] {
+  const { metrics, labels } = scanPromQL(expr);
+  // A Grafana legend is free text with {{label}} placeholders.
+  for (const m of legend.matchAll(/\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}/g)) labels.push(m[1] as string);
+  const problems: string[] = [];
+  const found = [];
+  for (const name of metrics) {
+    const entry = lookup(catalogue, name);
+    if (entry) found.push({ name, ...entry });
+    else problems.push(`unknown metric ${name}`);
+  }
+  if (found.length === 0 && problems.length === 0) problems.push('no metric at all');
+  for (const label of labels) {
+    if (TARGET_LABELS.includes(label)) continue;
+    for (const f of found) {
+      const ok = f.spec.labels.includes(label) || (label === 'le' && f.bucket);
+      if (!ok) problems.push(`label ${label} is not a label of ${f.name}`);
+    }
+  }
+  return problems;
+}
