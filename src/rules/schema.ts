@@ -36,7 +36,7 @@ const attributeValue = z.union([z.string(), z.number(), z.array(z.unknown())]);
 
 /** A test's input: the parts of an SNS Notification a rule can see. */
 const testInput = z.strictObject({
-  message: z.unknown(),
+  message: z.unknown().optional(),
   subject: z.string().nullable().optional(),
   topic: z.string().optional(),
   endpoint: z.string().optional(),

@@ -27,6 +27,10 @@ export const liquid: Liquid = new Liquid({
   cache: false,
 });
 
+// Templates turn payload data into events; they never read files (include, render, layout).
+for (const tag of ['include', 'render', 'layout', 'block'])
+  delete (liquid.tags as Record<string, unknown>)[tag];
+
 liquid.registerFilter('uri_component', uriComponent);
 liquid.registerFilter('aws_console_host', awsConsoleHost);
 liquid.registerFilter('aws_partition', awsPartition);

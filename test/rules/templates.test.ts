@@ -72,6 +72,8 @@ describe('compileTemplate', () => {
     ['line one\n  {% iff x %}', 'Liquid: tag "iff" not found', 2, 3],
     ['{{ a | upcase ', 'Liquid: output "{{ a | upcase " not closed', 1, 1],
     ['x {% if a %}', 'Liquid: tag {% if a %} not closed', 1, 3],
+    ["{% include 'secrets.yaml' %}", 'Liquid: tag "include" not found', 1, 1],
+    ["{% render 'x' %}", 'Liquid: tag "render" not found', 1, 1],
   ])('reports %j at its line and column', (source, message, line, col) => {
     const result = compileTemplate(source);
     expect('error' in result && result.error).toEqual({ message, line, col });
