@@ -217,6 +217,8 @@ export function compileRuleFile(
     const rule = compileRule(parsed.data, index, src, source, ctx, problems, ruleRefs);
     if (problems.length === before) rules.push(rule);
   });
+  // In file order, as an editor shows them (checks run by kind, not by position).
+  problems.sort((a, b) => a.location.line - b.location.line || a.location.col - b.location.col);
   return { rules, problems, ruleRefs };
 }
 
