@@ -10,6 +10,7 @@ import {
   toText,
   uriComponent,
 } from './filters.js';
+import { compileLiquid } from './liquid-compile.js';
 
 /**
  * Rule outputs are Liquid templates (liquidjs), parsed once when rules load and rendered
@@ -44,9 +45,14 @@ liquid.registerFilter('cloudwatch_metric', cloudwatchMetric);
 /** A parsed template. render() trims the result: YAML block scalars end in a newline. */
 export interface CompiledTemplate {
   readonly source: string;
-  /** static: no Liquid markup; path: exactly `{{ a.b.c }}`; liquid: anything else. */
-  readonly kind: 'static' | 'path' | 'liquid';
+  /**
+   * static: no Liquid markup; path: exactly `{{ a.b.c }}`; compiled: Liquid compiled to closures
+   * (see liquid-compile.ts); liquid: rendered by liquidjs.
+   */
+  readonly kind: 'static' | 'path' | 'compiled' | 'liquid';
   render(scope: object): string;
+  /** The same render through liquidjs itself (the reference the fast paths are tested against). */
+  reference(scope: object): string;
 }
 
 /** A template syntax error, positioned inside the template (1-based). */
@@ -65,7 +71,7 @@ const SPECIAL_NAMES = new Set(['size', 'first', 'last']);
 export function compileTemplate(source: string): { template: CompiledTemplate } | { error: TemplateError } {
   if (!source.includes('{{') && !source.includes('{%')) {
     const value = source.trim();
-    return { template: { source, kind: 'static', render: () => value } };
+    return { template: { source, kind: 'static', render: () => value, reference: () => value } };
   }
   let parsed: Template[];
   try {
@@ -73,6 +79,7 @@ export function compileTemplate(source: string): { template: CompiledTemplate } 
   } catch (err) {
     return { error: templateError(err) };
   }
+  const reference = (scope: object) => (liquid.renderSync(parsed, scope) as string).trim();
   const simple = SIMPLE_OUTPUT.exec(source.trim());
   if (simple) {
     const segs = (simple[1] as string)
@@ -81,17 +88,15 @@ export function compileTemplate(source: string): { template: CompiledTemplate } 
       .map((s) => (/^\d+$/.test(s) ? Number(s) : s));
     if (!segs.some((s) => typeof s === 'string' && SPECIAL_NAMES.has(s))) {
       return {
-        template: { source, kind: 'path', render: (scope) => toText(lookup(scope, segs)).trim() },
+        template: { source, kind: 'path', render: (scope) => toText(lookup(scope, segs)).trim(), reference },
       };
     }
   }
-  return {
-    template: {
-      source,
-      kind: 'liquid',
-      render: (scope) => (liquid.renderSync(parsed, scope) as string).trim(),
-    },
-  };
+  const compiled = compileLiquid(parsed, liquid);
+  if (compiled) {
+    return { template: { source, kind: 'compiled', render: (scope) => compiled(scope).trim(), reference } };
+  }
+  return { template: { source, kind: 'liquid', render: reference, reference } };
 }
 
 function lookup(scope: object, segs: Array<string | number>): unknown {

@@ -18,14 +18,15 @@ function template(source: string): CompiledTemplate {
 }
 
 describe('compileTemplate', () => {
-  it.each<[string, 'static' | 'path' | 'liquid']>([
+  it.each<[string, CompiledTemplate['kind']]>([
     ['critical', 'static'],
     ['{{ message.AlarmName }}', 'path'],
     ['{{ message.detail-type }}', 'path'],
     ['{{ message.Trigger.Metrics[0].Id }}', 'path'],
-    ['{{ items.size }}', 'liquid'],
-    ['{{ a }} and {{ b }}', 'liquid'],
-    ['{{ a | upcase }}', 'liquid'],
+    ['{{ items.size }}', 'compiled'],
+    ['{{ a }} and {{ b }}', 'compiled'],
+    ['{{ a | upcase }}', 'compiled'],
+    ['{% for i in items %}{{ i }}{% endfor %}', 'liquid'],
   ])('%s is a %s template', (source, kind) => {
     expect(template(source).kind).toBe(kind);
   });
