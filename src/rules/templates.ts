@@ -26,6 +26,12 @@ export const liquid: Liquid = new Liquid({
   // `{{ message.detail }}` prints JSON rather than "[object Object]".
   outputEscape: toText,
   cache: false,
+  // A loop over a huge payload list must not stall intake: past this, rendering throws, the rule
+  // counts as failed and the next matching rule (at worst the catch-all) takes the message.
+  // (Loops are outside the compiled subset, so they always render through liquidjs.)
+  renderLimit: 250,
+  // Likewise for allocations ((1..100000000) ranges, huge joins): liquidjs counts and stops them.
+  memoryLimit: 10_000_000,
 });
 
 // Templates turn payload data into events; they never read files (include, render, layout).

@@ -253,5 +253,6 @@ function createEngineSummary(ruleSet: RuleSet): string {
 }
 
 function createEngineSummaryFromHolder(holder: RuleSetHolder): string {
-  return createEngineSummary(holder.ruleSet);
+  const body = holder.evaluate(textDoc('x')).events[0]?.body as { payload: { summary: string } } | undefined;
+  return body?.payload.summary ?? '';
 }

@@ -221,3 +221,16 @@ describe('filters', () => {
     expect(cloudwatchMetric(message)).toMatchObject(expected);
   });
 });
+
+describe('render limits', () => {
+  it('a runaway loop throws instead of stalling (the engine then tries the next rule)', () => {
+    const t = template('{% for i in (1..3000) %}{% for j in (1..3000) %}{{ j }}{% endfor %}{% endfor %}');
+    expect(t.kind).toBe('liquid');
+    expect(() => t.render({})).toThrow(/template render limit exceeded/);
+  });
+
+  it('a huge allocation throws before it happens', () => {
+    const t = template('{% for i in (1..100000000) %}{{ i }}{% endfor %}');
+    expect(() => t.render({})).toThrow(/memory alloc limit exceeded/);
+  });
+});
