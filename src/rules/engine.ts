@@ -79,7 +79,7 @@ export function createRuleEngine(ruleSet: RuleSet, opts: EngineOptions = {}): Ru
         throw new RenderError(`for_each found ${Array.isArray(list) ? 'an empty list' : 'no list'}`);
       items = list;
     }
-    const events: OutboundEvent[] = [];
+    const rendered: Array<[string, EventBody]> = [];
     for (let i = 0; i < items.length; i++) {
       const scope: object = rule.forEach
         ? { ...doc, rule: info, item: items[i], item_index: i }
@@ -87,8 +87,10 @@ export function createRuleEngine(ruleSet: RuleSet, opts: EngineOptions = {}): Ru
       const action = renderAction(rule.action, scope, fallback);
       if (action === 'drop') continue;
       const route = renderRoute(rule.route, scope, routes, fallback);
-      events.push(finish(rule.name, route, buildBody(rule, action, scope, doc, fallback)));
+      rendered.push([route, buildBody(rule, action, scope, doc, fallback)]);
     }
+    // Limits only once every item rendered: a rule that fails halfway reports no truncations.
+    const events = rendered.map(([route, body]) => finish(rule.name, route, body));
     return { action: overallAction(events), events };
   };
 

@@ -3,6 +3,7 @@ import { dirname, isAbsolute, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isScalar } from 'yaml';
 import { formatPath, type Problem, type SourceLocation } from '../errors.js';
+import { SEVERITIES } from '../pagerduty/types.js';
 import { type PathSegment, YamlSource } from '../shared/yaml-source.js';
 import { suggest, zodProblems } from '../shared/zod-problems.js';
 import { parsePath, type ValuePath } from './path.js';
@@ -268,8 +269,18 @@ function compileRule(
   const action = template(['action'], raw.action);
   if (action?.kind === 'static') {
     const a = action.render({});
-    if (!RULE_ACTIONS.includes(a))
+    if (!RULE_ACTIONS.includes(a.toLowerCase()))
       problem(['action'], `Expected one of ${RULE_ACTIONS.join(', ')} (or a template), got "${a}"`);
+  }
+  // A fixed severity is checked now; a templated one falls back to "error" at runtime if invalid.
+  const severity = template(['payload', 'severity'], raw.payload?.severity);
+  if (severity?.kind === 'static') {
+    const sev = severity.render({});
+    if (!(SEVERITIES as readonly string[]).includes(sev.toLowerCase()))
+      problem(
+        ['payload', 'severity'],
+        `Expected one of ${SEVERITIES.join(', ')} (or a template), got "${sev}"`,
+      );
   }
 
   let details: CompiledDetails | null = null;
@@ -368,7 +379,7 @@ function compileRule(
     payload: {
       summary: template(['payload', 'summary'], raw.payload?.summary),
       source: template(['payload', 'source'], raw.payload?.source),
-      severity: template(['payload', 'severity'], raw.payload?.severity),
+      severity,
       timestamp: template(['payload', 'timestamp'], raw.payload?.timestamp),
       component: template(['payload', 'component'], raw.payload?.component),
       group: template(['payload', 'group'], raw.payload?.group),

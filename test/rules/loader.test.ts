@@ -95,6 +95,13 @@ describe('located problems', () => {
       ],
     ],
     [
+      'an invalid fixed severity',
+      '- name: a\n  payload: { severity: urgent }\n',
+      [
+        'f.yaml:2:24 [0].payload.severity: Expected one of critical, error, warning, info (or a template), got "urgent"',
+      ],
+    ],
+    [
       'a bad for_each path',
       '- name: a\n  for_each: message..findings\n',
       ['f.yaml:2:13 [0].for_each: Empty name in path "message..findings"'],
