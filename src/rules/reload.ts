@@ -1,4 +1,4 @@
-import type { Config } from '../config/load.js';
+import { type Config, type LoadOptions, loadConfig } from '../config/load.js';
 import type { InputDocument } from '../decode/types.js';
 import { type Problem, UserError } from '../errors.js';
 import type { ReloadInstruments, ReloadTrigger } from '../metrics/rules.js';
@@ -7,34 +7,38 @@ import { type LoadRulesOptions, loadRuleSet, type RuleSet, type RuleSetResult } 
 import type { Evaluation, RuleEngine } from './types.js';
 import { type RulePathWatcher, watchRulePaths } from './watch.js';
 
-export type ReloadResult = { ok: true; ruleSet: RuleSet } | { ok: false; problems: Problem[] };
+/**
+ * What one (re)load produced: a rule set and, when the loader also read the config file (see
+ * loadConfigAndRules), that config, swapped together with the rules.
+ */
+export interface Loaded {
+  ruleSet: RuleSet;
+  config?: Config;
+}
+export type LoadResult = ({ ok: true } & Loaded) | { ok: false; problems: Problem[] };
 
 export interface RuleSetHolderOptions {
-  /**
-   * Loads the next rule set. The composition root can load the config file here too and return
-   * its problems, so that config and rules are reloaded (or kept) together.
-   */
-  load: () => RuleSetResult;
+  /** Loads the next rule set (and, optionally, the config that goes with it). */
+  load: () => LoadResult;
   engine?: EngineOptions;
   instruments?: ReloadInstruments;
-  /** Runs after a successful swap (e.g. to swap the config that went with these rules). */
-  onSwap?: (next: RuleSet, previous: RuleSet) => void;
+  /** Runs right after a successful swap (e.g. to point the watcher at new `rules.paths`). */
+  onSwap?: (next: Loaded, previous: Loaded) => void;
 }
 
 /**
  * The active rule set behind one stable object: ingress holds the holder and calls evaluate();
- * reload() builds a complete new engine first and swaps it in one assignment, so a message is
- * evaluated by the old rules or the new ones, never a mix. A reload with problems keeps the
- * previous rules, logs every problem and sets `pdrelay_config_last_reload_successful` to 0.
+ * reload() builds a complete new engine first and swaps it, with everything loaded alongside, in
+ * one assignment, so a message is evaluated by the old rules or the new ones, never a mix. A
+ * reload with problems keeps the previous state, logs every problem and sets
+ * `pdrelay_config_last_reload_successful` to 0.
  */
 export class RuleSetHolder implements RuleEngine {
-  #ruleSet: RuleSet;
-  #engine: RuleEngine;
+  #state: { loaded: Loaded; engine: RuleEngine };
   readonly #opts: RuleSetHolderOptions;
 
-  private constructor(ruleSet: RuleSet, opts: RuleSetHolderOptions) {
-    this.#ruleSet = ruleSet;
-    this.#engine = createRuleEngine(ruleSet, opts.engine);
+  private constructor(loaded: Loaded, opts: RuleSetHolderOptions) {
+    this.#state = { loaded, engine: createRuleEngine(loaded.ruleSet, opts.engine) };
     this.#opts = opts;
   }
 
@@ -48,7 +52,7 @@ export class RuleSetHolder implements RuleEngine {
         result.problems,
       );
     }
-    const holder = new RuleSetHolder(result.ruleSet, opts);
+    const holder = new RuleSetHolder(withoutOk(result), opts);
     opts.instruments?.reloadSucceeded({
       trigger: 'startup',
       rules: result.ruleSet.rules.length,
@@ -57,50 +61,51 @@ export class RuleSetHolder implements RuleEngine {
     return holder;
   }
 
+  /** The active rule set. */
   get ruleSet(): RuleSet {
-    return this.#ruleSet;
+    return this.#state.loaded.ruleSet;
+  }
+
+  /** Everything the last successful load produced: the rule set and, if loaded with it, the config. */
+  get loaded(): Loaded {
+    return this.#state.loaded;
   }
 
   evaluate(doc: InputDocument): Evaluation {
-    return this.#engine.evaluate(doc);
+    return this.#state.engine.evaluate(doc);
   }
 
-  /** Loads the rules again; on success swaps them in, on failure keeps the current ones. */
-  reload(trigger: ReloadTrigger = 'manual'): ReloadResult {
+  /** Loads again; on success swaps the new state in, on failure keeps the current one. */
+  reload(trigger: ReloadTrigger = 'manual'): LoadResult {
     const result = safeLoad(this.#opts.load);
     if (!result.ok) {
       this.#opts.instruments?.reloadFailed({ trigger, problems: result.problems });
       return result;
     }
-    const engine = createRuleEngine(result.ruleSet, this.#opts.engine);
-    const previous = this.#ruleSet;
-    this.#ruleSet = result.ruleSet;
-    this.#engine = engine;
-    this.#opts.onSwap?.(result.ruleSet, previous);
+    const next = withoutOk(result);
+    const engine = createRuleEngine(next.ruleSet, this.#opts.engine);
+    const previous = this.#state.loaded;
+    this.#state = { loaded: next, engine };
+    this.#opts.onSwap?.(next, previous);
     this.#opts.instruments?.reloadSucceeded({
       trigger,
-      rules: result.ruleSet.rules.length,
-      files: result.ruleSet.files.length,
+      rules: next.ruleSet.rules.length,
+      files: next.ruleSet.files.length,
     });
     return result;
   }
 }
 
+function withoutOk(result: { ok: true } & Loaded): Loaded {
+  return result.config ? { ruleSet: result.ruleSet, config: result.config } : { ruleSet: result.ruleSet };
+}
+
 /** A loader that throws (a bug, or an fs error outside the collected ones) must not take the relay down. */
-function safeLoad(load: () => RuleSetResult): RuleSetResult {
+function safeLoad(load: () => LoadResult): LoadResult {
   try {
     return load();
   } catch (err) {
-    return {
-      ok: false,
-      problems: [
-        {
-          location: { file: '<rules>', line: 1, col: 1 },
-          path: '',
-          message: `Loading rules failed: ${err instanceof Error ? err.message : String(err)}`,
-        },
-      ],
-    };
+    return { ok: false, problems: [problemAt('<rules>', `Loading rules failed: ${messageOf(err)}`)] };
   }
 }
 
@@ -109,12 +114,32 @@ export function ruleOptionsFromConfig(config: Pick<Config, 'rules' | 'routes'>):
   return { paths: config.rules.paths, routes: Object.keys(config.routes) };
 }
 
-/** Loads the built-in rules plus those a configuration names (what `serve` and the CLI use). */
+/** Loads the built-in rules plus those a configuration names. */
 export function loadRulesForConfig(
   config: Pick<Config, 'rules' | 'routes'>,
   extra: Omit<LoadRulesOptions, 'paths' | 'routes'> = {},
 ): RuleSetResult {
   return loadRuleSet({ ...ruleOptionsFromConfig(config), ...extra });
+}
+
+/**
+ * Loads the config file and then the rules it names, as one result: what SIGHUP and the rules
+ * watcher reload, so that a config edit (a new route, a new rules path) and the rules that
+ * depend on it change together or not at all. Config problems are returned like rule problems.
+ */
+export function loadConfigAndRules(opts: LoadOptions): LoadResult {
+  let config: Config;
+  try {
+    config = loadConfig(opts);
+  } catch (err) {
+    if (!(err instanceof UserError)) throw err;
+    const problems = err.problems.length
+      ? [...err.problems]
+      : [problemAt(opts.file ?? '<config>', err.message)];
+    return { ok: false, problems };
+  }
+  const rules = loadRulesForConfig(config);
+  return rules.ok ? { ok: true, ruleSet: rules.ruleSet, config } : rules;
 }
 
 /**
@@ -134,4 +159,12 @@ export function watchAndReload(
     },
     ...(opts.onError ? { onError: opts.onError } : {}),
   });
+}
+
+function problemAt(file: string, message: string): Problem {
+  return { location: { file, line: 1, col: 1 }, path: '', message };
+}
+
+function messageOf(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
 }

@@ -13,12 +13,12 @@ import { Registry } from 'prom-client';
 import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
 import { decodeNotification } from '../../src/decode/decode.js';
 import { wrapMessage } from '../../src/decode/sample.js';
-import { UserError } from '../../src/errors.js';
+import { formatProblem, UserError } from '../../src/errors.js';
 import { createLogger } from '../../src/log/logger.js';
 import { createReloadInstruments } from '../../src/metrics/rules.js';
 import { createRuleEngine } from '../../src/rules/engine.js';
 import { loadRuleSet, type RuleSet } from '../../src/rules/loader.js';
-import { RuleSetHolder, watchAndReload } from '../../src/rules/reload.js';
+import { loadConfigAndRules, RuleSetHolder, watchAndReload } from '../../src/rules/reload.js';
 import { type RulePathWatcher, watchRulePaths } from '../../src/rules/watch.js';
 
 const base = mkdtempSync(join(tmpdir(), 'pd-relay-reload-'));
@@ -45,7 +45,7 @@ function holderFor(dir: string) {
   const holder = RuleSetHolder.load({
     load: () => loadRuleSet({ builtinDir: null, paths: [dir] }),
     instruments,
-    onSwap: (next) => swaps.push(next.rules.map((r) => r.name)),
+    onSwap: (next) => swaps.push(next.ruleSet.rules.map((r) => r.name)),
   });
   const gauge = async (name: string) => (await registry.getSingleMetric(name)?.get())?.values[0]?.value;
   return { holder, logs, gauge, swaps, tick: (ms: number) => (now += ms) };
@@ -108,6 +108,41 @@ describe('RuleSetHolder', () => {
       'Loading rules failed: disk on fire',
     ]);
     expect(holder.ruleSet.rules.map((r) => r.name)).toEqual(['one']);
+  });
+});
+
+describe('loadConfigAndRules', () => {
+  it('reloads the config and the rules that depend on it together, or keeps both', () => {
+    const dir = freshDir();
+    mkdirSync(join(dir, 'rules'));
+    const config = join(dir, 'config.yaml');
+    writeFileSync(config, 'routes: { default: { keys: [] } }\nrules: { paths: [rules] }\n');
+    writeFileSync(join(dir, 'rules', 'a.yaml'), rule('one', 'x'));
+    const holder = RuleSetHolder.load({ load: () => loadConfigAndRules({ file: config, env: {} }) });
+    expect(Object.keys(holder.loaded.config?.routes ?? {})).toEqual(['default']);
+
+    // A rule for a route the config does not have yet: the reload fails and keeps both.
+    writeFileSync(join(dir, 'rules', 'a.yaml'), `${rule('one', 'x')}  route: team-b\n`);
+    const failed = holder.reload('signal');
+    expect(failed.ok ? [] : failed.problems.map((p) => p.message)).toEqual([
+      'Unknown route "team-b"; configured routes: default',
+    ]);
+    // The config gains the route: config and rules now load and swap as one.
+    writeFileSync(
+      config,
+      'routes: { default: { keys: [] }, team-b: { keys: [] } }\nrules: { paths: [rules] }\n',
+    );
+    expect(holder.reload('signal').ok).toBe(true);
+    expect(Object.keys(holder.loaded.config?.routes ?? {})).toEqual(['default', 'team-b']);
+    expect(holder.evaluate(textDoc('x')).events[0]?.route).toBe('team-b');
+
+    // A broken config is a failed reload with its located problems; nothing changes.
+    writeFileSync(config, 'routes: { default: { keys: [] } }\nrulez: {}\n');
+    const broken = holder.reload('signal');
+    expect(broken.ok ? [] : broken.problems.map(formatProblem)).toEqual([
+      `${config}:2:1 rulez: Unknown key "rulez" (did you mean "rules"?)`,
+    ]);
+    expect(Object.keys(holder.loaded.config?.routes ?? {})).toEqual(['default', 'team-b']);
   });
 });
 
