@@ -1,11 +1,13 @@
 import { UserError } from '../errors.js';
 import { VERSION } from '../version.js';
 import { type Command, type Io, processIo, reportUserError, UsageError } from './command.js';
+import { rulesCommand } from './rules.js';
 import { serveCommand } from './serve.js';
 
 /** Every subcommand; each lives in its own file under src/cli/. */
 const COMMANDS: Record<string, Command> = {
   serve: serveCommand,
+  rules: rulesCommand,
 };
 
 function mainUsage(): string {
