@@ -74,12 +74,15 @@ export class FakePagerDuty {
   readonly limit: number;
   readonly requests: ReceivedRequest[] = [];
   readonly accepted: AcceptedEvent[] = [];
+  /** Requests that arrived, answered or not yet (latency). */
+  arrivals = 0;
   readonly #server: Server;
   readonly #maxBytes: number;
   readonly #oversizeStatus: number;
   readonly #random: () => number;
   #knownKeys: Set<string> | null;
   readonly #invalidKeys = new Set<string>();
+  readonly #failingKeys = new Map<string, number>();
   /** Arrivals that count against each key's window. */
   readonly #windows = new Map<string, number[]>();
   readonly #alerts = new Map<string, AlertState>();
@@ -147,6 +150,12 @@ export class FakePagerDuty {
     else this.#invalidKeys.delete(key);
   }
 
+  /** Answers every request for this key with `status` (null: stop). Other keys are unaffected. */
+  failKey(key: string, status: number | null = 503): void {
+    if (status === null) this.#failingKeys.delete(key);
+    else this.#failingKeys.set(key, status);
+  }
+
   /** Only these keys exist from now on (null: every well-formed key). */
   setKnownKeys(keys: Iterable<string> | null): void {
     this.#knownKeys = keys ? new Set(keys) : null;
@@ -171,6 +180,7 @@ export class FakePagerDuty {
     this.#scripted = [];
     this.#reject = null;
     this.#invalidKeys.clear();
+    this.#failingKeys.clear();
   }
 
   // ---- what happened ---------------------------------------------------------------------------
@@ -246,6 +256,7 @@ export class FakePagerDuty {
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const at = performance.now();
+    this.arrivals++;
     const path = (req.url ?? '/').split('?')[0] as string;
     const chunks: Buffer[] = [];
     let bytes = 0;
@@ -309,6 +320,11 @@ export class FakePagerDuty {
     if (!this.#allow(routingKey, at)) {
       record(429, routingKey);
       return throttled(res);
+    }
+    const keyFailure = this.#failingKeys.get(routingKey);
+    if (keyFailure !== undefined) {
+      record(keyFailure, routingKey);
+      return send(res, keyFailure, { status: 'unavailable', message: 'Service unavailable' });
     }
     if (at < this.#failAllUntil) {
       record(this.#failAllStatus, routingKey);
