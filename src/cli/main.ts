@@ -1,11 +1,15 @@
 import { UserError } from '../errors.js';
 import { VERSION } from '../version.js';
+import { checkCommand } from './check.js';
 import { type Command, type Io, processIo, reportUserError, UsageError } from './command.js';
 import { serveCommand } from './serve.js';
+import { spoolCommand } from './spool.js';
 
 /** Every subcommand; each lives in its own file under src/cli/. */
 const COMMANDS: Record<string, Command> = {
   serve: serveCommand,
+  spool: spoolCommand,
+  check: checkCommand,
 };
 
 function mainUsage(): string {
