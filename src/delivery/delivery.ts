@@ -47,7 +47,10 @@ export interface Delivery {
   /** The latest events in dry-run (GET /-/events), else null. */
   readonly recorder: DryRunRecorder | null;
   readonly metrics: DeliveryMetrics;
-  /** Resumes the spool's backlog and starts sending. Commits before start() are kept for it. */
+  /**
+   * Starts sending: the spool's backlog (queued in order when the delivery was created) and
+   * everything committed since.
+   */
   start(): void;
   /**
    * Stops sending and closes the spool: in-flight requests get `drainTimeoutMs` (default
@@ -108,6 +111,10 @@ export function createDelivery(config: Config, deps: DeliveryDeps): Delivery {
       delivery: config.delivery,
       ...(deps.pollIntervalMs ? { pollIntervalMs: deps.pollIntervalMs } : {}),
     });
+    const d = dispatcher;
+    // Listen first, then load: both synchronous, so every event is queued exactly once.
+    spool.onCommitted((events) => d.place(events));
+    d.load();
   }
 
   let state: 'new' | 'running' | 'stopped' = 'new';
@@ -178,12 +185,7 @@ export function createDelivery(config: Config, deps: DeliveryDeps): Delivery {
       prune();
       pruneTimer = setInterval(prune, PRUNE_EVERY_MS);
       pruneTimer.unref();
-      if (dispatcher) {
-        const d = dispatcher;
-        // Listen first, then load: both synchronous, so every event is placed exactly once.
-        spool.onCommitted((events) => d.place(events));
-        d.start();
-      }
+      dispatcher?.start();
     },
     async stop(drainTimeoutMs = config.delivery.drainTimeoutMs) {
       if (state === 'stopped') return;

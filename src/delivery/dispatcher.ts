@@ -54,6 +54,7 @@ export interface LaneStats {
 export class Dispatcher {
   readonly #o: DispatcherOptions;
   readonly #lanes = new Map<string, Lane>();
+  #started = false;
   #stopping = false;
   #poll: NodeJS.Timeout | undefined;
 
@@ -66,12 +67,22 @@ export class Dispatcher {
     return this.#lanes.get(fp)?.events.length ?? 0;
   }
 
-  /** Resumes everything the spool holds, in order, and starts watching for requeued events. */
-  start(): void {
+  /**
+   * Queues everything the spool holds, in order, without sending yet: queue depths (which the
+   * least-loaded assignment reads) are right from the first commit.
+   */
+  load(): void {
     this.place(this.#o.spool.pending());
+  }
+
+  /** Starts sending, and watching for events requeued by another process. */
+  start(): void {
+    if (this.#started || this.#stopping) return;
+    this.#started = true;
     const every = this.#o.pollIntervalMs ?? 1000;
     this.#poll = setInterval(() => this.#adopt(), every);
     this.#poll.unref();
+    for (const lane of this.#lanes.values()) this.#pump(lane);
   }
 
   /** Queues events that are already in the spool (just committed, resumed, or adopted). */
@@ -174,7 +185,7 @@ export class Dispatcher {
   }
 
   #pump(lane: Lane): void {
-    if (this.#stopping || lane.busy || lane.timer || lane.events.length === 0) return;
+    if (!this.#started || this.#stopping || lane.busy || lane.timer || lane.events.length === 0) return;
     lane.busy = true;
     lane.inFlight
       .add(() => this.#step(lane))

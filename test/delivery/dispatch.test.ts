@@ -410,6 +410,22 @@ describe('delivery to PagerDuty', () => {
     await expect.poll(() => delivery.readiness(), { timeout: 5000 }).toBeNull();
   });
 
+  it('spreads events without a dedup key over the least-loaded keys, also for a backlog committed before start', async () => {
+    const log = memoryLogger();
+    const delivery = createDelivery(config({ default: { keys: keysOf(1, 2, 3, 4) } }), {
+      logger: log.logger,
+      registry: new Registry(),
+    });
+    running.push(delivery);
+    // One at a time: each commit is its own transaction, so only the queue depths can spread them.
+    for (let i = 0; i < 12; i++) await delivery.sink.commit(entry([alarmEvent('trigger', null)]));
+    expect(delivery.stats().lanes.map((l) => l.depth)).toEqual([3, 3, 3, 3]);
+    expect(fake.arrivals).toBe(0);
+    delivery.start();
+    await fake.waitFor((f) => f.accepted.length === 12, 5000, 'the backlog');
+    expect(new Set(fake.accepted.map((e) => e.routingKey)).size).toBe(4);
+  });
+
   it('never shows a routing key in logs or metrics', async () => {
     fake.invalidateKey(KEYS[1] as string);
     fake.failPercent(0.5);
