@@ -177,10 +177,31 @@ export class SqliteSpool implements Spool {
 
   pending(): PendingEvent[] {
     this.#writable();
-    const rows = this.#s.pending.all();
     this.#s.adoptAll.run();
     this.#dataVersion = this.#db.pragma('data_version', { simple: true }) as number;
-    return rows.map(toPending);
+    // Streamed, with route, action and key strings shared: a backlog of 100,000 events must not
+    // cost 100,000 copies of "default" and "trigger" (see bench/spool.bench.ts).
+    const intern = new Map<string, string>();
+    const shared = (s: string) => {
+      const known = intern.get(s);
+      if (known !== undefined) return known;
+      intern.set(s, s);
+      return s;
+    };
+    const out: PendingEvent[] = [];
+    for (const r of this.#s.pending.iterate()) {
+      out.push({
+        id: r.id,
+        route: shared(r.route),
+        action: shared(r.action) as EventAction,
+        dedupKey: r.dedup_key,
+        keyFp: shared(r.key_fp),
+        receivedAt: r.received_at,
+        attempts: r.attempts,
+        nextAttemptAt: r.next_attempt_at,
+      });
+    }
+    return out;
   }
 
   adopt(): PendingEvent[] {
