@@ -184,6 +184,10 @@ export function createDelivery(config: Config, deps: DeliveryDeps): Delivery {
       state = 'running';
       prune();
       pruneTimer = setInterval(prune, PRUNE_EVERY_MS);
+      if (config.dryRun) {
+        const pending = spool.counts().pending;
+        if (pending) metrics.dryRunBacklog(pending);
+      }
       pruneTimer.unref();
       dispatcher?.start();
     },

@@ -170,6 +170,12 @@ export class Dispatcher {
       return undefined;
     }
     const to = ring.byFp(assignment.keyFp) as RingKey;
+    if (ev.keyFp === '') {
+      // Never had a key (a no_route dead letter, retried after the route got keys): nothing moved.
+      spool.reassign(ev, to.fp);
+      ev.keyFp = to.fp;
+      return this.#lane(to);
+    }
     // An acknowledge or resolve queued through the removed key belongs to an alert opened through
     // it (the open-alert map put it there): it cannot reach that alert any more.
     const orphan =

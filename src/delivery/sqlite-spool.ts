@@ -106,6 +106,8 @@ export class SqliteSpool implements Spool {
   #probe: NodeJS.Timeout | undefined;
   #listener: (events: PendingEvent[]) => void = () => {};
   #dataVersion = 0;
+  /** count(*) of the ledger, kept up to date: a scrape must not scan millions of MessageIds. */
+  #messageIds: number | undefined;
   readonly #s: ReturnType<typeof prepare>;
 
   /**
@@ -314,7 +316,7 @@ export class SqliteSpool implements Spool {
       pending: this.#s.countEvents.get()?.n ?? 0,
       deadLetters,
       deadLettersByReason: byReason,
-      messageIds: this.#s.countMessages.get()?.n ?? 0,
+      messageIds: this.#messageCount(),
       openAlerts: this.#alerts.count(),
     };
   }
@@ -326,8 +328,16 @@ export class SqliteSpool implements Spool {
     for (;;) {
       const n = this.#s.pruneMessages.run(before).changes;
       total += n;
+      if (this.#messageIds !== undefined) this.#messageIds -= n;
       if (n < PRUNE_SLICE) return total;
     }
+  }
+
+  #messageCount(): number {
+    // Read-only users (the CLI) see other processes' writes: always count there.
+    if (this.#readonly) return this.#s.countMessages.get()?.n ?? 0;
+    this.#messageIds ??= this.#s.countMessages.get()?.n ?? 0;
+    return this.#messageIds;
   }
 
   problem(): string | null {
@@ -387,6 +397,8 @@ export class SqliteSpool implements Spool {
       })();
     } catch (err) {
       this.#assigner?.endBatch();
+      // The batch rolled back: count the ledger again when asked.
+      this.#messageIds = undefined;
       const problem = `Spool not writable: ${describeError(err)}`;
       // Queued writes are mostly deletes of delivered events: let them through on their own, since
       // they free the space a full spool needs, then keep whatever failed for the next try.
@@ -423,6 +435,7 @@ export class SqliteSpool implements Spool {
       return this.#db.transaction(() => this.#insertEntry(entry))();
     } catch (err) {
       if (err instanceof BetterSqlite3.SqliteError) throw err;
+      this.#messageIds = undefined;
       return err instanceof Error ? err : new Error(String(err));
     }
   }
@@ -430,6 +443,7 @@ export class SqliteSpool implements Spool {
   #insertEntry(entry: SpoolEntry): CommitResult {
     if (this.#s.insertMessage.run(entry.messageId, entry.receivedAt).changes === 0)
       return { status: 'duplicate' };
+    if (this.#messageIds !== undefined) this.#messageIds++;
     const events: PendingEvent[] = [];
     const deadLettered: Array<{ event: PendingEvent; reason: DeadLetterReason; detail: string }> = [];
     const orphaned: PendingEvent[] = [];

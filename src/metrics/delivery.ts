@@ -53,6 +53,8 @@ export interface DeliveryMetrics {
   ): void;
   rerouted(ctx: EventContext & { reason: RerouteReason; to: string }): void;
   adopted(count: number): void;
+  /** Dry-run started on a spool that still holds events from a run with keys: they wait, unsent. */
+  dryRunBacklog(pending: number): void;
   messageIdsPruned(count: number): void;
   /** A bug in the dispatcher: logged with its stack, the event stays queued. */
   internalError(err: unknown, ctx: Partial<EventContext>): void;
@@ -228,6 +230,12 @@ export function createDeliveryMetrics(registry: Registry, logger: Logger): Deliv
     },
     adopted(count) {
       log.info({ count }, 'Picked up events queued by another process (retried dead letters).');
+    },
+    dryRunBacklog(pending) {
+      log.warn(
+        { pending },
+        'Dry-run: the spool holds events from a run with routing keys; they stay queued until keys are configured again.',
+      );
     },
     messageIdsPruned(count) {
       log.debug({ count }, 'Forgot old SNS MessageIds.');

@@ -426,6 +426,20 @@ describe('delivery to PagerDuty', () => {
     expect(new Set(fake.accepted.map((e) => e.routingKey)).size).toBe(4);
   });
 
+  it('delivers a no_route dead letter once its route has keys and the dead letter is retried', async () => {
+    const first = start(config({ default: { keys: keysOf(1) } }));
+    await first.delivery.sink.commit(entry([alarmEvent('trigger', 'ops-1', { route: 'ops' })]));
+    expect(first.delivery.stats().counts?.deadLetters).toBe(1);
+    await stop(first.delivery);
+    const writer = new SqliteSpool({ dir: tmp.dir });
+    expect(writer.retryDeadLetters()).toBe(1);
+    writer.close();
+    const { registry } = start(config({ default: { keys: keysOf(1) }, ops: { keys: keysOf(2) } }));
+    await fake.waitFor((f) => f.accepted.length === 1, 5000, 'the retried event');
+    expect(fake.accepted[0]).toMatchObject({ routingKey: KEYS[1], dedupKey: 'ops-1' });
+    expect(await metric(registry, 'pdrelay_delivery_reroutes_total')).toBe(0);
+  });
+
   it('never shows a routing key in logs or metrics', async () => {
     fake.invalidateKey(KEYS[1] as string);
     fake.failPercent(0.5);

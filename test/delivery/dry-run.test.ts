@@ -69,6 +69,25 @@ describe('dry-run', () => {
     expect(metrics).toContain('pdrelay_payload_truncations_total{field="summary"} 1');
   });
 
+  it('warns that events queued by an earlier run with keys wait unsent', async () => {
+    const tmp = tempDir();
+    cleanup.push(tmp.cleanup);
+    const live = createDelivery(
+      testConfig({ dir: tmp.dir, routes: { default: { keys: ['k'.repeat(32)] } } }),
+      { logger: memoryLogger().logger, registry: new Registry() },
+    );
+    await live.sink.commit(entry([alarmEvent('trigger', 'queued')]));
+    await live.stop(0);
+    const { logger, lines } = memoryLogger();
+    const dry = createDelivery(testConfig({ dir: tmp.dir }), { logger, registry: new Registry() });
+    dry.start();
+    cleanup.push(() => dry.stop(0));
+    expect(lines().find((l) => l.level === 'warn')).toMatchObject({
+      pending: 1,
+      msg: expect.stringMatching(/^Dry-run: the spool holds events from a run with routing keys/),
+    });
+  });
+
   it('answers 404 at /-/events when the relay has keys', async () => {
     const app = createAdminApp({ registry: new Registry(), logger: memoryLogger().logger });
     const res = await app.request('/-/events');
