@@ -54,7 +54,12 @@ async function throughput(group: boolean): Promise<{ perSecond: number; transact
   const spool = new SqliteSpool({
     dir: tmp.dir,
     assigner: new PoolKeyAssigner(ring()),
-    observer: { committed: () => transactions++, unavailable: () => {}, recovered: () => {} },
+    observer: {
+      committed: () => transactions++,
+      unavailable: () => {},
+      recovered: () => {},
+      listenerFailed: () => {},
+    },
   });
   let next = 0;
   const started = performance.now();

@@ -88,6 +88,7 @@ export function createDelivery(config: Config, deps: DeliveryDeps): Delivery {
         committed: (info) => metrics.spoolCommitted(info),
         unavailable: (problem) => metrics.spoolUnavailable(problem),
         recovered: () => metrics.spoolRecovered(),
+        listenerFailed: (err) => metrics.internalError(err, {}),
       },
     });
   } catch (err) {

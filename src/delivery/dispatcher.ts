@@ -241,6 +241,10 @@ export class Dispatcher {
     let result: SendResult;
     try {
       result = await api.send(lane.key.key, ev.action, ev.body, { signal: lane.abort.signal });
+    } catch (err) {
+      // A bug, not an answer: whether anything reached PagerDuty is unknown, so the slot counts.
+      window.release(fp, clock.monotonic());
+      throw err;
     } finally {
       lane.abort = undefined;
     }

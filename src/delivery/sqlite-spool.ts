@@ -25,6 +25,8 @@ export interface SpoolObserver {
   committed(info: { durationMs: number; entries: number; events: number }): void;
   unavailable(problem: string): void;
   recovered(): void;
+  /** The onCommitted listener threw (a bug); the events are committed and resume on restart. */
+  listenerFailed(err: unknown): void;
 }
 
 export interface SqliteSpoolOptions {
@@ -420,7 +422,14 @@ export class SqliteSpool implements Spool {
         }
       }
       this.#observer?.committed({ durationMs: performance.now() - started, entries: batch.length, events });
-      if (queued.length) this.#listener(queued);
+      if (queued.length) {
+        // Whatever the listener does, every commit gets its answer: the events are durable.
+        try {
+          this.#listener(queued);
+        } catch (err) {
+          this.#observer?.listenerFailed(err);
+        }
+      }
     }
     batch.forEach((p, i) => {
       const r = results[i] as CommitResult | Error;

@@ -440,6 +440,34 @@ describe('delivery to PagerDuty', () => {
     expect(await metric(registry, 'pdrelay_delivery_reroutes_total')).toBe(0);
   });
 
+  it('survives a bug in the PagerDuty client: logged, retried, and the rate window is not leaked', async () => {
+    const log = memoryLogger();
+    let calls = 0;
+    const delivery = createDelivery(config({ default: { keys: keysOf(1), ratePerMinute: 1 } }), {
+      logger: log.logger,
+      registry: new Registry(),
+      api: {
+        async send() {
+          calls++;
+          if (calls === 1) throw new Error('client bug');
+          return { outcome: 'delivered', status: 202, codeClass: '2xx', durationMs: 1, truncations: [] };
+        },
+      },
+    });
+    running.push(delivery);
+    delivery.start();
+    await commitAll(delivery, [alarmEvent('trigger', 'b1'), alarmEvent('trigger', 'b2')]);
+    // One slot per window: a slot leaked by the thrown attempt would block the key for good.
+    await expect.poll(() => delivery.stats().counts?.pending, { timeout: 5000 }).toBe(0);
+    expect(calls).toBe(3);
+    expect(
+      log.lines().find((l) => l.msg === 'Internal error in delivery; the event stays queued.'),
+    ).toMatchObject({
+      dedupKey: 'b1',
+      err: { message: 'client bug' },
+    });
+  });
+
   it('never shows a routing key in logs or metrics', async () => {
     fake.invalidateKey(KEYS[1] as string);
     fake.failPercent(0.5);

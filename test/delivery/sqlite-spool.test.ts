@@ -50,6 +50,7 @@ function observer() {
     committed: (info) => calls.push({ kind: 'committed', entries: info.entries }),
     unavailable: (problem) => calls.push({ kind: 'unavailable', problem }),
     recovered: () => calls.push({ kind: 'recovered' }),
+    listenerFailed: (err) => calls.push({ kind: 'listenerFailed', problem: String(err) }),
   };
   return { o, calls };
 }
@@ -99,6 +100,17 @@ describe('SqliteSpool', () => {
     const r = await spool.commit(entry([alarmEvent('trigger', 'l1'), alarmEvent('trigger', 'l2')]));
     expect(r.status === 'committed' && r.events.map((e) => e.id)).toEqual(seen);
     expect(seen).toHaveLength(2);
+  });
+
+  it('answers every commit even when the listener throws, and reports it', async () => {
+    const { o, calls } = observer();
+    const { spool } = spoolWith([1, 2, 3, 4], { observer: o });
+    spool.onCommitted(() => {
+      throw new Error('listener bug');
+    });
+    expect(await spool.commit(entry([alarmEvent('trigger', 'lb')]))).toMatchObject({ status: 'committed' });
+    expect(calls).toContainEqual({ kind: 'listenerFailed', problem: 'Error: listener bug' });
+    expect(spool.pending()).toHaveLength(1);
   });
 
   it('resumes every undelivered event in order after a restart, backoff included', async () => {
