@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import BetterSqlite3 from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -318,6 +319,32 @@ describe('SqliteSpool', () => {
     });
   });
 
+  it.skipIf(!canMakeImmutable())(
+    'answers SpoolUnavailableError while the spool files are read-only, and recovers once they are writable',
+    async () => {
+      // chattr +i is the one way to make a file read-only for root and for an already-open
+      // descriptor (chmod is neither). Not the -shm file: it is mmapped, and writing an immutable
+      // mapping is a SIGBUS.
+      const { o, calls } = observer();
+      const { spool } = spoolWith([1, 2, 3, 4], { observer: o, probeIntervalMs: 20 });
+      await spool.commit(entry([alarmEvent('trigger', 'before')]));
+      const files = [`${tmp.dir}/spool.db`, `${tmp.dir}/spool.db-wal`];
+      execFileSync('chattr', ['+i', ...files]);
+      try {
+        await expect(spool.commit(entry([alarmEvent('trigger', 'during')]))).rejects.toThrow(
+          /^Spool not writable: SQLITE_IOERR_WRITE/,
+        );
+        expect(spool.problem()).toMatch(/SQLITE_IOERR_WRITE/);
+      } finally {
+        execFileSync('chattr', ['-i', ...files]);
+      }
+      await expect.poll(() => spool.problem(), { timeout: 5000 }).toBeNull();
+      expect(calls.map((c) => c.kind)).toEqual(['committed', 'unavailable', 'recovered']);
+      await spool.commit(entry([alarmEvent('trigger', 'after')]));
+      expect(spool.pending().map((e) => e.dedupKey)).toEqual(['before', 'after']);
+    },
+  );
+
   it('rejects commits once closed', async () => {
     const { spool } = spoolWith();
     spool.close();
@@ -325,6 +352,24 @@ describe('SqliteSpool', () => {
     await expect(spool.commit(entry([]))).rejects.toBeInstanceOf(SpoolUnavailableError);
   });
 });
+
+/** Whether this process may set the immutable attribute here (root with CAP_LINUX_IMMUTABLE, ext4/xfs). */
+function canMakeImmutable(): boolean {
+  const { dir, cleanup } = tempDir();
+  try {
+    writeFileSync(`${dir}/probe`, '');
+    execFileSync('chattr', ['+i', `${dir}/probe`], { stdio: 'ignore' });
+    execFileSync('chattr', ['-i', `${dir}/probe`], { stdio: 'ignore' });
+    return true;
+  } catch {
+    console.warn(
+      'Skipping the read-only spool test: chattr +i is not available here (needs root on ext4/xfs).',
+    );
+    return false;
+  } finally {
+    cleanup();
+  }
+}
 
 function testKeyFp(n: number): string {
   return ringOf([n]).keysOf('default')[0]?.fp as string;
