@@ -97,7 +97,7 @@ function stats(spool: SqliteSpool, ring: KeyRing, io: Io, json: boolean): number
     key: ring.aliasOf(g.keyFp),
     count: g.count,
     oldestAgeSeconds: Math.max(0, Math.round((now - g.oldestReceivedAt) / 1000)),
-    maxAttempts: g.maxAttempts,
+    headAttempts: g.headAttempts,
     nextAttemptAt: g.nextAttemptAt > now ? new Date(g.nextAttemptAt).toISOString() : null,
   }));
   const oldest = groups.reduce((m, g) => Math.max(m, g.oldestAgeSeconds), 0);
@@ -130,12 +130,12 @@ function stats(spool: SqliteSpool, ring: KeyRing, io: Io, json: boolean): number
       g.key,
       String(g.count),
       formatDuration(g.oldestAgeSeconds),
-      String(g.maxAttempts),
+      String(g.headAttempts),
       g.nextAttemptAt
         ? `in ${formatDuration(Math.round((Date.parse(g.nextAttemptAt) - now) / 1000))}`
         : 'now',
     ]);
-    for (const line of table(['ROUTE', 'KEY', 'PENDING', 'OLDEST', 'ATTEMPTS', 'NEXT ATTEMPT'], rows))
+    for (const line of table(['ROUTE', 'KEY', 'PENDING', 'OLDEST', 'HEAD ATTEMPTS', 'NEXT ATTEMPT'], rows))
       io.out(`  ${line}`);
   }
   const reasons = Object.entries(counts.deadLettersByReason)

@@ -115,8 +115,10 @@ export interface PendingGroup {
   keyFp: string;
   count: number;
   oldestReceivedAt: number;
+  /** Next try of the queue's head (the event holding the others back); 0 for now. */
   nextAttemptAt: number;
-  maxAttempts: number;
+  /** Failed attempts of the queue's head. */
+  headAttempts: number;
 }
 
 export interface SpoolCounts {

@@ -303,7 +303,7 @@ export class SqliteSpool implements Spool {
       count: g.n,
       oldestReceivedAt: g.oldest,
       nextAttemptAt: g.next_attempt,
-      maxAttempts: g.max_attempts,
+      headAttempts: g.head_attempts,
     }));
   }
 
@@ -570,11 +570,21 @@ function prepare(db: Database, readonly: boolean) {
     deadLetters: db.prepare<[number], DeadRow>('SELECT * FROM dead_letters ORDER BY id LIMIT ?'),
     groups: db.prepare<
       [],
-      { route: string; key_fp: string; n: number; oldest: number; next_attempt: number; max_attempts: number }
+      {
+        route: string;
+        key_fp: string;
+        n: number;
+        oldest: number;
+        next_attempt: number;
+        head_attempts: number;
+      }
     >(
-      `SELECT route, key_fp, count(*) AS n, min(received_at) AS oldest, min(next_attempt_at) AS next_attempt,
-              max(attempts) AS max_attempts
-       FROM events GROUP BY route, key_fp ORDER BY route, key_fp`,
+      // The head (lowest id) of each queue is the event holding it up: its attempts and next try.
+      `SELECT g.route, g.key_fp, g.n, g.oldest, head.next_attempt_at AS next_attempt, head.attempts AS head_attempts
+       FROM (SELECT route, key_fp, count(*) AS n, min(received_at) AS oldest, min(id) AS head_id
+             FROM events GROUP BY route, key_fp) AS g
+       JOIN events AS head ON head.id = g.head_id
+       ORDER BY g.route, g.key_fp`,
     ),
     countEvents: db.prepare<[], { n: number }>('SELECT count(*) AS n FROM events'),
     countMessages: db.prepare<[], { n: number }>('SELECT count(*) AS n FROM messages'),

@@ -76,7 +76,7 @@ describe('pd-relay spool', () => {
     const text = io.text();
     expect(text).toMatch(/^Spool: .*spool\.db \(schema 1\)$/m);
     expect(text).toMatch(/^Pending: 2 events, oldest \d+s$/m);
-    expect(text).toMatch(/ROUTE\s+KEY\s+PENDING\s+OLDEST\s+ATTEMPTS\s+NEXT ATTEMPT/);
+    expect(text).toMatch(/ROUTE\s+KEY\s+PENDING\s+OLDEST\s+HEAD ATTEMPTS\s+NEXT ATTEMPT/);
     expect(text).toMatch(/default\s+(primary|secondary)\s+\d\s+\d+s\s+0\s+now/);
     expect(text).toContain('Dead letters: 2 (bad_key 1, rejected 1)');
     expect(text).not.toContain(K1);
