@@ -183,6 +183,17 @@ export class FakePagerDuty {
     this.#failingKeys.clear();
   }
 
+  /**
+   * Forgets what happened (requests, accepted events, dropped follow-ups) but not the state
+   * PagerDuty keeps: open alerts and each key's window stay.
+   */
+  clearRecords(): void {
+    this.requests.length = 0;
+    this.accepted.length = 0;
+    this.#dropped.length = 0;
+    this.arrivals = 0;
+  }
+
   // ---- what happened ---------------------------------------------------------------------------
 
   /** Requests answered with `status`. */

@@ -192,3 +192,51 @@ describe('PagerDutyClient', () => {
     expect(got?.dedupKey).toHaveLength(64);
   });
 });
+
+describe('FakePagerDuty', () => {
+  it('drops a resolve sent through another key than its trigger, as PagerDuty does, and says so', async () => {
+    const other = testRoutingKey('other');
+    fake.clearRecords();
+    await client.send(new Secret(KEY), 'trigger', { ...trigger, dedup_key: 'sticky' });
+    await client.send(new Secret(other), 'resolve', { event_action: 'resolve', dedup_key: 'sticky' });
+    expect(fake.accepted).toHaveLength(2);
+    expect(fake.droppedFollowUps()).toMatchObject([{ routingKey: other, dedupKey: 'sticky' }]);
+    expect(fake.alertState(KEY, 'sticky')).toBe('triggered');
+    await client.send(new Secret(KEY), 'resolve', { event_action: 'resolve', dedup_key: 'sticky' });
+    expect(fake.alertState(KEY, 'sticky')).toBe('resolved');
+  });
+
+  it('answers 429 beyond its sliding window, per key, and reports the most requests seen in one window', async () => {
+    const small = await FakePagerDuty.start({ windowMs: 60_000, limit: 3 });
+    const c = new PagerDutyClient({ url: small.url, timeoutMs: 1000 });
+    try {
+      const outcomes: string[] = [];
+      for (let i = 0; i < 4; i++) outcomes.push((await c.send(new Secret(KEY), 'trigger', trigger)).outcome);
+      outcomes.push((await c.send(new Secret(testRoutingKey('b')), 'trigger', trigger)).outcome);
+      expect(outcomes).toEqual(['delivered', 'delivered', 'delivered', 'retry', 'delivered']);
+      expect(small.count(429)).toBe(1);
+      expect(small.maxInWindow(KEY)).toBe(4);
+      expect(small.maxInWindow(testRoutingKey('b'))).toBe(1);
+    } finally {
+      await c.close();
+      await small.close();
+    }
+  });
+
+  it.each([
+    [400, 'Event object is too large'],
+    [413, 'Event object is too large'],
+  ] as const)('answers %i to a request over 512,000 bytes', async (status, error) => {
+    const small = await FakePagerDuty.start({ oversizeStatus: status });
+    try {
+      const res = await fetch(`${small.url}/v2/enqueue`, {
+        method: 'POST',
+        body: JSON.stringify({ routing_key: KEY, event_action: 'trigger', pad: 'x'.repeat(512_000) }),
+      });
+      expect(res.status).toBe(status);
+      expect(JSON.stringify(await res.json())).toContain(error);
+    } finally {
+      await small.close();
+    }
+  });
+});
