@@ -17,7 +17,7 @@ export interface DispatcherOptions {
   clock: Clock;
   random: () => number;
   metrics: DeliveryMetrics;
-  delivery: { maxAgeSeconds: number; minBackoffMs: number; maxBackoffMs: number };
+  delivery: { maxAgeSeconds: number; minBackoffMs: number; maxBackoffMs: number; rateWindowMs: number };
   /** How often to look for events queued by another process (retry-dead-letters). */
   pollIntervalMs?: number;
 }
@@ -72,7 +72,17 @@ export class Dispatcher {
    * least-loaded assignment reads) are right from the first commit.
    */
   load(): void {
-    this.place(this.#o.spool.pending());
+    const { spool, window, clock, delivery } = this.#o;
+    // The requests of the last window before a restart still count against it.
+    const now = clock.now();
+    const mono = clock.monotonic();
+    for (const [fp, ends] of spool.recentSends(now - delivery.rateWindowMs)) {
+      window.seed(
+        fp,
+        ends.map((at) => mono - (now - at)),
+      );
+    }
+    this.place(spool.pending());
   }
 
   /** Starts sending, and watching for events requeued by another process. */
@@ -244,13 +254,19 @@ export class Dispatcher {
     } catch (err) {
       // A bug, not an answer: whether anything reached PagerDuty is unknown, so the slot counts.
       window.release(fp, clock.monotonic());
+      spool.recordSend(fp, clock.now(), clock.now() - this.#o.delivery.rateWindowMs);
       throw err;
     } finally {
       lane.abort = undefined;
     }
     const sent = !(result.outcome === 'failed' && result.codeClass === undefined);
-    if (sent) window.release(fp, clock.monotonic());
-    else window.cancel(fp);
+    if (sent) {
+      window.release(fp, clock.monotonic());
+      const endedAt = clock.now();
+      spool.recordSend(fp, endedAt, endedAt - this.#o.delivery.rateWindowMs);
+    } else {
+      window.cancel(fp);
+    }
 
     const ctx = this.#ctx(head, lane.key.alias);
     if (result.truncations.length)

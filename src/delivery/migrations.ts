@@ -1,7 +1,7 @@
 import type { Database } from 'better-sqlite3';
 
 /** The spool schema this version of pd-relay writes. */
-export const SPOOL_SCHEMA_VERSION = 1;
+export const SPOOL_SCHEMA_VERSION = 2;
 
 interface Migration {
   version: number;
@@ -76,6 +76,19 @@ const MIGRATIONS: readonly Migration[] = [
         detail TEXT NOT NULL,
         dead_at INTEGER NOT NULL
       );
+    `,
+  },
+  {
+    version: 2,
+    description: 'request log per key, so that the rate window outlives a restart',
+    sql: `
+      -- When requests to each key ended (epoch ms), the last window's worth: a relay that restarts
+      -- right after a full window must not send a second one into it.
+      CREATE TABLE rate_log (
+        key_fp TEXT NOT NULL,
+        ended_at INTEGER NOT NULL
+      );
+      CREATE INDEX rate_log_key_ended ON rate_log (key_fp, ended_at);
     `,
   },
 ];

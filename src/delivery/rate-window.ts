@@ -18,6 +18,8 @@ export interface RateWindow {
   cancel(key: string): void;
   /** No slot for `key` before `until` (after a 429). Extends, never shortens, a pause. */
   pause(key: string, until: number): void;
+  /** Requests to `key` that ended at these times before this process started (from the spool). */
+  seed(key: string, ends: readonly number[]): void;
   /** Requests counted in the window ending at `now` (in flight included), and the pause end. */
   usage(key: string, now: number): { used: number; pausedUntil: number };
 }
@@ -74,6 +76,11 @@ export class SlidingLogRateWindow implements RateWindow {
   cancel(key: string): void {
     const log = this.#log(key);
     if (log.inFlight > 0) log.inFlight--;
+  }
+
+  seed(key: string, ends: readonly number[]): void {
+    const log = this.#log(key);
+    log.ends = [...log.ends, ...ends].sort((a, b) => a - b);
   }
 
   pause(key: string, until: number): void {

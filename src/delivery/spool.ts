@@ -160,6 +160,13 @@ export interface Spool {
   deadLetter(event: PendingEvent, reason: DeadLetterReason, detail: string): void;
   /** Moves a pending event to another key (its key left the configuration). */
   reassign(event: PendingEvent, keyFp: string): void;
+  /**
+   * A request through this key ended at `endedAt` (epoch ms); entries of the key older than
+   * `forgetBefore` go. Lets the rate window outlive a restart.
+   */
+  recordSend(keyFp: string, endedAt: number, forgetBefore: number): void;
+  /** Ends of requests since `since` (epoch ms), per key fingerprint, ascending. */
+  recentSends(since: number): Map<string, number[]>;
   deadLetters(opts?: { ids?: number[]; limit?: number }): DeadLetter[];
   /** Queues dead letters again (all, or those with the given ids); returns how many. */
   retryDeadLetters(ids?: number[]): number;

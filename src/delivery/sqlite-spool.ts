@@ -254,6 +254,23 @@ export class SqliteSpool implements Spool {
     });
   }
 
+  recordSend(keyFp: string, endedAt: number, forgetBefore: number): void {
+    this.#queue(() => {
+      this.#s.forgetSends.run(keyFp, forgetBefore);
+      this.#s.recordSend.run(keyFp, endedAt);
+    });
+  }
+
+  recentSends(since: number): Map<string, number[]> {
+    const out = new Map<string, number[]>();
+    for (const r of this.#s.recentSends.iterate(since)) {
+      const list = out.get(r.key_fp) ?? [];
+      list.push(r.ended_at);
+      out.set(r.key_fp, list);
+    }
+    return out;
+  }
+
   deadLetters(opts: { ids?: number[]; limit?: number } = {}): DeadLetter[] {
     const rows = opts.ids
       ? opts.ids.map((id) => this.#s.deadLetter.get(id)).filter((r): r is DeadRow => r !== undefined)
@@ -617,6 +634,11 @@ function prepare(db: Database, readonly: boolean) {
       `DELETE FROM messages WHERE message_id IN
          (SELECT message_id FROM messages WHERE accepted_at < ? LIMIT ${PRUNE_SLICE})`,
     ),
+    recentSends: db.prepare<[number], { key_fp: string; ended_at: number }>(
+      'SELECT key_fp, ended_at FROM rate_log WHERE ended_at >= ? ORDER BY key_fp, ended_at',
+    ),
+    recordSend: w<[string, number]>('INSERT INTO rate_log (key_fp, ended_at) VALUES (?, ?)'),
+    forgetSends: w<[string, number]>('DELETE FROM rate_log WHERE key_fp = ? AND ended_at < ?'),
     probeWrite: w<[]>("INSERT OR REPLACE INTO meta (key, value) VALUES ('probe', zeroblob(65536))"),
     probeDelete: w<[]>("DELETE FROM meta WHERE key = 'probe'"),
   };

@@ -276,6 +276,31 @@ describe('delivery to PagerDuty', () => {
     expect(fake.duplicates()).toEqual([]);
   });
 
+  it('does not send a second window’s worth into the window of the previous run after a restart', async () => {
+    const cfg = config({ default: { keys: keysOf(1), ratePerMinute: 10 } }, { rateWindowMs: 2000 });
+    const slow = await FakePagerDuty.start({ windowMs: 2000, limit: 10 });
+    const at = (c: Config): Config => ({ ...c, pagerduty: { ...c.pagerduty, url: slow.url } });
+    try {
+      const first = start(at(cfg));
+      await commitAll(
+        first.delivery,
+        Array.from({ length: 10 }, (_, i) => alarmEvent('trigger', `w-${i}`)),
+      );
+      await slow.waitFor((f) => f.accepted.length === 10, 5000, 'a full window');
+      await stop(first.delivery);
+      start(at(cfg));
+      await commitAll(
+        running[0] as Delivery,
+        Array.from({ length: 5 }, (_, i) => alarmEvent('trigger', `w2-${i}`)),
+      );
+      await slow.waitFor((f) => f.accepted.length === 15, 10_000, 'the next window');
+      expect(slow.count(429)).toBe(0);
+      expect(slow.maxInWindow()).toBeLessThanOrEqual(10);
+    } finally {
+      await slow.close();
+    }
+  });
+
   it('waits as long as Retry-After says (within maxBackoffMs)', async () => {
     const { delivery } = start(
       config({ default: { keys: keysOf(1) } }, { minBackoffMs: 5, maxBackoffMs: 5000 }),

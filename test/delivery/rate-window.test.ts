@@ -32,6 +32,15 @@ describe('SlidingLogRateWindow', () => {
     expect(w.acquire('k', 120, 61_000)).toEqual({ ok: true });
   });
 
+  it('counts requests seeded from before a restart', () => {
+    const w = new SlidingLogRateWindow({ windowMs: 1000 });
+    w.seed('k', [500, 100]);
+    expect(w.acquire('k', 3, 600)).toEqual({ ok: true });
+    w.release('k', 600);
+    expect(w.acquire('k', 3, 700)).toEqual({ ok: false, retryAt: 1100 });
+    expect(w.usage('k', 1100)).toEqual({ used: 2, pausedUntil: 0 });
+  });
+
   it('keeps keys independent', () => {
     const w = new SlidingLogRateWindow({ windowMs: 1000 });
     expect(w.acquire('a', 1, 0)).toEqual({ ok: true });

@@ -273,6 +273,43 @@ describe('SqliteSpool', () => {
     );
   });
 
+  it('migrates a spool written by an older pd-relay, keeping what it holds', async () => {
+    const { spool } = spoolWith();
+    await spool.commit(entry([alarmEvent('trigger', 'kept')], 'old-msg'));
+    spool.close();
+    open.length = 0;
+    // What schema version 1 looked like: no rate_log table.
+    const db = new BetterSqlite3(`${tmp.dir}/spool.db`);
+    db.exec('DROP TABLE rate_log');
+    db.pragma('user_version = 1');
+    db.close();
+    const readonly = () => new SqliteSpool({ dir: tmp.dir, readonly: true });
+    expect(readonly).toThrow(/Expected spool schema version 2, got 1: run `pd-relay serve`/);
+    const { spool: migrated } = spoolWith();
+    expect(migrated.pending().map((e) => e.dedupKey)).toEqual(['kept']);
+    expect(migrated.hasMessage('old-msg')).toBe(true);
+    migrated.recordSend('fp', 1000, 0);
+    migrated.flush();
+    expect(migrated.recentSends(0)).toEqual(new Map([['fp', [1000]]]));
+    readonly().close();
+  });
+
+  it('keeps the last window of request ends per key, forgetting older ones', () => {
+    const { spool } = spoolWith();
+    spool.recordSend('a', 100, 0);
+    spool.recordSend('a', 200, 0);
+    spool.recordSend('b', 150, 0);
+    spool.recordSend('a', 300, 150);
+    spool.flush();
+    expect(spool.recentSends(0)).toEqual(
+      new Map([
+        ['a', [200, 300]],
+        ['b', [150]],
+      ]),
+    );
+    expect(spool.recentSends(250)).toEqual(new Map([['a', [300]]]));
+  });
+
   it('refuses to open a spool that does not exist read-only, and one that cannot be created', () => {
     expect(() => new SqliteSpool({ dir: `${tmp.dir}/absent`, readonly: true })).toThrow(SpoolOpenError);
     writeFileSync(`${tmp.dir}/a-file`, '');
