@@ -58,14 +58,25 @@ export function createSnsApp(deps: SnsAppDeps): Hono {
 export interface AdminAppDeps {
   registry: Registry;
   logger: Logger;
+  /** Dry-run only: the latest events that would have been sent (delivery's DryRunRecorder). */
+  recentEvents?: () => readonly unknown[];
 }
 
-/** The metrics/admin app (its own port, never public): /metrics. */
+/** The metrics/admin app (its own port, never public): /metrics, and /-/events in dry-run. */
 export function createAdminApp(deps: AdminAppDeps): Hono {
   const app = new Hono();
   app.get('/metrics', async () => {
     const body = await deps.registry.metrics();
     return new Response(body, { headers: { 'content-type': deps.registry.contentType } });
+  });
+  app.get('/-/events', (c) => {
+    if (!deps.recentEvents)
+      return errorResponse(
+        404,
+        'not_dry_run',
+        'The relay has routing keys: events are sent to PagerDuty, not listed. /-/events lists them in dry-run.',
+      );
+    return c.json({ events: deps.recentEvents() });
   });
   installErrorHandlers(app, deps.logger);
   return app;

@@ -1,13 +1,17 @@
 import { UserError } from '../errors.js';
 import { VERSION } from '../version.js';
+import { checkCommand } from './check.js';
 import { type Command, type Io, processIo, reportUserError, UsageError } from './command.js';
 import { rulesCommand } from './rules.js';
 import { serveCommand } from './serve.js';
+import { spoolCommand } from './spool.js';
 
 /** Every subcommand; each lives in its own file under src/cli/. */
 const COMMANDS: Record<string, Command> = {
   serve: serveCommand,
   rules: rulesCommand,
+  spool: spoolCommand,
+  check: checkCommand,
 };
 
 function mainUsage(): string {

@@ -101,6 +101,11 @@ export const configSchema = z.strictObject({
     .strictObject({
       dir: nonEmpty.default('./data'),
       messageIdRetentionHours: boundedInt(1, 24 * 90).default(72),
+      /**
+       * Cap on the spool database in MiB (0: none). When reached, new SNS deliveries get 503 (SNS
+       * retries) instead of the volume filling up: an emptyDir over its sizeLimit evicts the pod.
+       */
+      maxSizeMiB: boundedInt(0, 1024 * 1024).default(0),
     })
     .prefault({}),
   delivery: z
@@ -109,6 +114,11 @@ export const configSchema = z.strictObject({
       minBackoffMs: positiveInt.default(1_000),
       maxBackoffMs: positiveInt.default(300_000),
       drainTimeoutMs: boundedInt(0, 600_000).default(10_000),
+      /**
+       * Length of the per-key sliding rate window (PagerDuty's is 60 s). For tests and benchmarks,
+       * which scale it down; `routes.<name>.ratePerMinute` is the limit per window.
+       */
+      rateWindowMs: boundedInt(100, 3_600_000).default(60_000),
     })
     .prefault({}),
 });

@@ -79,7 +79,11 @@ export function fitEvent<T extends EventBody>(input: T): FittedEvent<T> {
 
   const budget = MAX_EVENT_BYTES - ROUTING_KEY_ALLOWANCE;
   let bytes = jsonBytes(body);
-  if (bytes > budget && payload?.custom_details && typeof payload.custom_details === 'object') {
+  if (bytes > budget && payload?.custom_details !== undefined && payload.custom_details !== null) {
+    const details: unknown = payload.custom_details;
+    // PagerDuty documents custom_details as an object; a template that rendered a string or a list
+    // is shrunk as one field rather than sent over the limit.
+    if (typeof details !== 'object' || Array.isArray(details)) payload.custom_details = { details };
     bytes = shrinkDetails(body, payload as { custom_details: Record<string, unknown> }, budget, bytes);
     truncations.add('custom_details');
   }

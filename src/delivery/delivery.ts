@@ -1,0 +1,217 @@
+import type { Registry } from 'prom-client';
+import type { Config } from '../config/load.js';
+import { UserError } from '../errors.js';
+import type { Logger } from '../log/logger.js';
+import { createDeliveryMetrics, type DeliveryMetrics } from '../metrics/delivery.js';
+import { type EventsApi, PagerDutyClient } from '../pagerduty/client.js';
+import { type Clock, systemClock } from './clock.js';
+import { Dispatcher, type LaneStats } from './dispatcher.js';
+import { createDryRunSink, DryRunRecorder } from './dry-run.js';
+import { PoolKeyAssigner } from './key-assigner.js';
+import { KeyRing } from './key-ring.js';
+import { SlidingLogRateWindow } from './rate-window.js';
+import type { SpoolCounts } from './spool.js';
+import { SpoolOpenError, SqliteSpool } from './sqlite-spool.js';
+import { type EventSink, SpoolUnavailableError } from './types.js';
+
+export interface DeliveryDeps {
+  logger: Logger;
+  registry: Registry;
+  /** Share one instance with the rules stage (it reports fitEvent's truncations through it). */
+  metrics?: DeliveryMetrics;
+  clock?: Clock;
+  /** Jitter source, [0, 1). */
+  random?: () => number;
+  /** The PagerDuty Events API; by default a PagerDutyClient for `pagerduty.url`. */
+  api?: EventsApi;
+  /** How often to look for dead letters retried by `pd-relay spool retry-dead-letters` (ms). */
+  pollIntervalMs?: number;
+  /** How often to retry a failing spool while it is unavailable (ms). */
+  spoolProbeIntervalMs?: number;
+  /** Events kept for GET /-/events in dry-run. */
+  recorderCapacity?: number;
+}
+
+export interface DeliveryStats {
+  dryRun: boolean;
+  lanes: LaneStats[];
+  counts: SpoolCounts | undefined;
+  spoolProblem: string | null;
+}
+
+/** The spool and dispatch stages, live. Built by createDelivery, wired by the composition root. */
+export interface Delivery {
+  /** What ingress commits accepted messages to. */
+  readonly sink: EventSink;
+  readonly dryRun: boolean;
+  /** The latest events in dry-run (GET /-/events), else null. */
+  readonly recorder: DryRunRecorder | null;
+  readonly metrics: DeliveryMetrics;
+  /**
+   * Starts sending: the spool's backlog (queued in order when the delivery was created) and
+   * everything committed since.
+   */
+  start(): void;
+  /**
+   * Stops sending and closes the spool: in-flight requests get `drainTimeoutMs` (default
+   * `delivery.drainTimeoutMs`), everything else stays in the spool. Commits fail from now on.
+   */
+  stop(drainTimeoutMs?: number): Promise<void>;
+  /** Why the relay cannot take SNS traffic (spool not writable, stopped), or null. */
+  readiness(): string | null;
+  stats(): DeliveryStats;
+}
+
+const PRUNE_EVERY_MS = 10 * 60 * 1000;
+
+/**
+ * Turns the configuration into the live delivery stages: the spool in `spool.dir`, the key ring,
+ * the fan-out policy, the rate window and the dispatcher (or, without keys, the dry-run sink).
+ * Throws a UserError when the spool cannot be opened.
+ */
+export function createDelivery(config: Config, deps: DeliveryDeps): Delivery {
+  const clock = deps.clock ?? systemClock;
+  const metrics = deps.metrics ?? createDeliveryMetrics(deps.registry, deps.logger);
+  const ring = new KeyRing(config.routes);
+  let dispatcher: Dispatcher | undefined;
+  const assigner = new PoolKeyAssigner(ring, { load: (fp) => dispatcher?.depth(fp) ?? 0 });
+
+  let spool: SqliteSpool;
+  try {
+    spool = new SqliteSpool({
+      dir: config.spool.dir,
+      assigner,
+      now: () => clock.now(),
+      maxSizeMiB: config.spool.maxSizeMiB,
+      ...(deps.spoolProbeIntervalMs ? { probeIntervalMs: deps.spoolProbeIntervalMs } : {}),
+      observer: {
+        committed: (info) => metrics.spoolCommitted(info),
+        unavailable: (problem) => metrics.spoolUnavailable(problem),
+        recovered: () => metrics.spoolRecovered(),
+        listenerFailed: (err) => metrics.internalError(err, {}),
+      },
+    });
+  } catch (err) {
+    if (err instanceof SpoolOpenError) throw new UserError(`${err.message}. Check spool.dir.`);
+    throw err;
+  }
+
+  const api =
+    deps.api ?? new PagerDutyClient({ url: config.pagerduty.url, timeoutMs: config.pagerduty.timeoutMs });
+  const recorder = config.dryRun ? new DryRunRecorder(deps.recorderCapacity) : null;
+  if (!config.dryRun) {
+    dispatcher = new Dispatcher({
+      spool,
+      api,
+      ring,
+      assigner,
+      window: new SlidingLogRateWindow({ windowMs: config.delivery.rateWindowMs }),
+      clock,
+      random: deps.random ?? Math.random,
+      metrics,
+      delivery: config.delivery,
+      ...(deps.pollIntervalMs ? { pollIntervalMs: deps.pollIntervalMs } : {}),
+    });
+    const d = dispatcher;
+    // Listen first, then load: both synchronous, so every event is queued exactly once.
+    spool.onCommitted((events) => d.place(events));
+    d.load();
+  }
+
+  let state: 'new' | 'running' | 'stopped' = 'new';
+  const retentionMs = config.spool.messageIdRetentionHours * 3600 * 1000;
+  const prune = () => {
+    try {
+      const n = spool.pruneMessageIds(clock.now() - retentionMs);
+      if (n) metrics.messageIdsPruned(n);
+    } catch (err) {
+      metrics.internalError(err, {});
+    }
+  };
+  let pruneTimer: NodeJS.Timeout | undefined;
+
+  const liveSink: EventSink = {
+    async commit(entry) {
+      if (state === 'stopped') throw new SpoolUnavailableError('The relay is shutting down.');
+      const result = await spool.commit(entry);
+      if (result.status === 'duplicate') return 'duplicate';
+      for (const d of result.deadLettered) {
+        metrics.deadLettered({
+          route: d.event.route,
+          key: null,
+          action: d.event.action,
+          id: d.event.id,
+          dedupKey: d.event.dedupKey,
+          reason: d.reason,
+          detail: d.detail,
+          attempts: 0,
+        });
+      }
+      for (const o of result.orphaned) {
+        metrics.rerouted({
+          route: o.route,
+          key: null,
+          action: o.action,
+          id: o.id,
+          dedupKey: o.dedupKey,
+          reason: 'trigger_key_removed',
+          to: ring.aliasOf(o.keyFp),
+        });
+      }
+      return 'committed';
+    },
+    hasMessage: (messageId) => spool.hasMessage(messageId),
+  };
+  const sink = recorder ? createDryRunSink(spool, recorder, metrics, () => clock.now()) : liveSink;
+
+  metrics.observe({
+    lanes: () => dispatcher?.stats() ?? [],
+    counts: () => (state === 'stopped' ? undefined : spool.counts()),
+  });
+
+  return {
+    sink: {
+      commit: (entry) =>
+        state === 'stopped'
+          ? Promise.reject(new SpoolUnavailableError('The relay is shutting down.'))
+          : sink.commit(entry),
+      hasMessage: (id) => sink.hasMessage(id),
+    },
+    dryRun: config.dryRun,
+    recorder,
+    metrics,
+    start() {
+      if (state !== 'new') return;
+      state = 'running';
+      prune();
+      pruneTimer = setInterval(prune, PRUNE_EVERY_MS);
+      if (config.dryRun) {
+        const pending = spool.counts().pending;
+        if (pending) metrics.dryRunBacklog(pending);
+      }
+      pruneTimer.unref();
+      dispatcher?.start();
+    },
+    async stop(drainTimeoutMs = config.delivery.drainTimeoutMs) {
+      if (state === 'stopped') return;
+      state = 'stopped';
+      if (pruneTimer) clearInterval(pruneTimer);
+      if (dispatcher) await dispatcher.stop(drainTimeoutMs);
+      spool.close();
+      if (!deps.api && api instanceof PagerDutyClient) await api.close();
+    },
+    readiness() {
+      if (state === 'stopped') return 'delivery stopped';
+      const problem = spool.problem();
+      return problem === null ? null : problem;
+    },
+    stats() {
+      return {
+        dryRun: config.dryRun,
+        lanes: dispatcher?.stats() ?? [],
+        counts: state === 'stopped' ? undefined : spool.counts(),
+        spoolProblem: state === 'stopped' ? null : spool.problem(),
+      };
+    },
+  };
+}

@@ -1,0 +1,43 @@
+import type { Database, Statement } from 'better-sqlite3';
+import type { OpenAlert, OpenAlertMap } from './spool.js';
+
+/**
+ * The embedded OpenAlertMap: a table in the spool database, so that remembering a trigger's key
+ * happens in the same transaction as queueing the trigger.
+ */
+export class SqliteOpenAlertMap implements OpenAlertMap {
+  readonly #get: Statement<[string, string], { key_fp: string; trigger_id: number }>;
+  readonly #remember: Statement<[string, string, string, number, number]>;
+  readonly #forget: Statement<[string, string, number]>;
+  readonly #count: Statement<[], { n: number }>;
+
+  constructor(
+    db: Database,
+    private readonly now: () => number,
+  ) {
+    this.#get = db.prepare('SELECT key_fp, trigger_id FROM open_alerts WHERE route = ? AND dedup_key = ?');
+    this.#remember = db.prepare(
+      `INSERT INTO open_alerts (route, dedup_key, key_fp, trigger_id, opened_at) VALUES (?, ?, ?, ?, ?)
+       ON CONFLICT (route, dedup_key) DO UPDATE SET key_fp = excluded.key_fp, trigger_id = excluded.trigger_id`,
+    );
+    this.#forget = db.prepare('DELETE FROM open_alerts WHERE route = ? AND dedup_key = ? AND trigger_id < ?');
+    this.#count = db.prepare('SELECT count(*) AS n FROM open_alerts');
+  }
+
+  get(route: string, dedupKey: string): OpenAlert | undefined {
+    const row = this.#get.get(route, dedupKey);
+    return row ? { keyFp: row.key_fp, triggerId: row.trigger_id } : undefined;
+  }
+
+  remember(route: string, dedupKey: string, keyFp: string, triggerId: number): void {
+    this.#remember.run(route, dedupKey, keyFp, triggerId, this.now());
+  }
+
+  forget(route: string, dedupKey: string, resolveId: number): void {
+    this.#forget.run(route, dedupKey, resolveId);
+  }
+
+  count(): number {
+    return this.#count.get()?.n ?? 0;
+  }
+}

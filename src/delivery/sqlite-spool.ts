@@ -1,0 +1,680 @@
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import BetterSqlite3, { type Database, type Statement } from 'better-sqlite3';
+import type { EventAction, EventBody } from '../pagerduty/types.js';
+import { SqliteOpenAlertMap } from './key-map.js';
+import { migrate, SPOOL_SCHEMA_VERSION, SpoolVersionError, schemaVersion } from './migrations.js';
+import type {
+  CommitResult,
+  DeadLetter,
+  DeadLetterReason,
+  KeyAssigner,
+  PendingEvent,
+  PendingGroup,
+  Spool,
+  SpoolCounts,
+  StoredEvent,
+} from './spool.js';
+import { type SpoolEntry, SpoolUnavailableError } from './types.js';
+
+/** The database file inside `spool.dir`. */
+export const SPOOL_FILE = 'spool.db';
+
+/** What the spool reports about itself (src/metrics/delivery.ts turns it into logs and metrics). */
+export interface SpoolObserver {
+  committed(info: { durationMs: number; entries: number; events: number }): void;
+  unavailable(problem: string): void;
+  recovered(): void;
+  /** The onCommitted listener threw (a bug); the events are committed and resume on restart. */
+  listenerFailed(err: unknown): void;
+}
+
+export interface SqliteSpoolOptions {
+  dir: string;
+  /** Decides each event's key inside the commit transaction. Required unless read-only. */
+  assigner?: KeyAssigner;
+  now?: () => number;
+  observer?: SpoolObserver;
+  /** Cap on the database size (0: none); beyond it commits fail and SNS gets 503. */
+  maxSizeMiB?: number;
+  /**
+   * How long a write waits for another process's lock (the CLI) before giving up. Short: the wait
+   * blocks the event loop, and a failed commit is only a 503 that SNS retries.
+   */
+  busyTimeoutMs?: number;
+  /** For `spool stats` / `dead-letters`: no migrations, no writes. */
+  readonly?: boolean;
+  /** How often to retry writing while the spool is unavailable (readiness recovers by itself). */
+  probeIntervalMs?: number;
+}
+
+interface EventRow {
+  id: number;
+  message_id: string;
+  route: string;
+  rule: string;
+  action: string;
+  dedup_key: string | null;
+  key_fp: string;
+  body: string;
+  received_at: number;
+  attempts: number;
+  next_attempt_at: number;
+  last_error: string | null;
+}
+
+interface DeadRow extends EventRow {
+  reason: string;
+  detail: string;
+  dead_at: number;
+}
+
+interface PendingCommit {
+  entry: SpoolEntry;
+  resolve: (r: CommitResult) => void;
+  reject: (e: Error) => void;
+}
+
+/** A queued write other than a commit. */
+type Op = () => void;
+
+const PENDING_COLUMNS = 'id, route, action, dedup_key, key_fp, received_at, attempts, next_attempt_at';
+
+/**
+ * The embedded spool: better-sqlite3 in WAL mode with synchronous=FULL, because an acknowledged
+ * page must survive a power cut, not only a crash (in WAL mode, NORMAL may lose the last
+ * transactions on power loss: https://www.sqlite.org/pragma.html#pragma_synchronous). Group commit
+ * makes that affordable: every commit and queued write of one event-loop turn shares one
+ * transaction and one fsync.
+ */
+export class SqliteSpool implements Spool {
+  readonly location: string;
+  readonly #db: Database;
+  readonly #now: () => number;
+  readonly #assigner: KeyAssigner | undefined;
+  readonly #observer: SpoolObserver | undefined;
+  readonly #alerts: SqliteOpenAlertMap;
+  get alerts(): SqliteOpenAlertMap {
+    return this.#alerts;
+  }
+  readonly #probeIntervalMs: number;
+  readonly #readonly: boolean;
+  #batch: PendingCommit[] = [];
+  readonly #inBatch = new Set<string>();
+  #ops: Op[] = [];
+  #scheduled = false;
+  #closed = false;
+  #problem: string | null = null;
+  #probe: NodeJS.Timeout | undefined;
+  #listener: (events: PendingEvent[]) => void = () => {};
+  #dataVersion = 0;
+  /** count(*) of the ledger, kept up to date: a scrape must not scan millions of MessageIds. */
+  #messageIds: number | undefined;
+  readonly #s: ReturnType<typeof prepare>;
+
+  /**
+   * Opens (creating if needed, migrating if old) `<dir>/spool.db`. Throws SpoolOpenError when the
+   * directory or file cannot be used.
+   */
+  constructor(opts: SqliteSpoolOptions) {
+    this.#now = opts.now ?? Date.now;
+    this.#assigner = opts.assigner;
+    this.#observer = opts.observer;
+    this.#probeIntervalMs = opts.probeIntervalMs ?? 1000;
+    this.#readonly = opts.readonly ?? false;
+    this.location = join(opts.dir, SPOOL_FILE);
+    try {
+      if (!this.#readonly) mkdirSync(opts.dir, { recursive: true });
+      this.#db = new BetterSqlite3(this.location, {
+        readonly: this.#readonly,
+        fileMustExist: this.#readonly,
+        timeout: opts.busyTimeoutMs ?? 250,
+      });
+    } catch (err) {
+      throw new SpoolOpenError(`Cannot open the spool ${this.location}: ${describeError(err)}`);
+    }
+    try {
+      if (this.#readonly) {
+        const v = schemaVersion(this.#db);
+        if (v !== SPOOL_SCHEMA_VERSION)
+          throw new SpoolVersionError(
+            `Expected spool schema version ${SPOOL_SCHEMA_VERSION}, got ${v}: run \`pd-relay serve\` (or a matching pd-relay) once to migrate it`,
+          );
+      } else {
+        this.#db.pragma('journal_mode = WAL');
+        this.#db.pragma('synchronous = FULL');
+        migrate(this.#db);
+        if (opts.maxSizeMiB) {
+          const pageSize = this.#db.pragma('page_size', { simple: true }) as number;
+          this.#db.pragma(
+            `max_page_count = ${Math.max(16, Math.floor((opts.maxSizeMiB * 1024 * 1024) / pageSize))}`,
+          );
+        }
+      }
+      this.#alerts = new SqliteOpenAlertMap(this.#db, this.#now);
+      this.#s = prepare(this.#db, this.#readonly);
+      this.#dataVersion = this.#db.pragma('data_version', { simple: true }) as number;
+    } catch (err) {
+      this.#db.close();
+      if (err instanceof SpoolVersionError) throw new SpoolOpenError(`${this.location}: ${err.message}`);
+      throw new SpoolOpenError(`Cannot use the spool ${this.location}: ${describeError(err)}`);
+    }
+  }
+
+  commit(entry: SpoolEntry): Promise<CommitResult> {
+    if (this.#closed)
+      return Promise.reject(new SpoolUnavailableError('The spool is closed (shutting down).'));
+    return new Promise((resolve, reject) => {
+      this.#batch.push({ entry, resolve, reject });
+      this.#inBatch.add(entry.messageId);
+      this.#schedule();
+    });
+  }
+
+  hasMessage(messageId: string): boolean {
+    return this.#inBatch.has(messageId) || this.#s.hasMessage.get(messageId) !== undefined;
+  }
+
+  onCommitted(listener: (events: PendingEvent[]) => void): void {
+    this.#listener = listener;
+  }
+
+  pending(): PendingEvent[] {
+    this.#writable();
+    this.#s.adoptAll.run();
+    this.#dataVersion = this.#db.pragma('data_version', { simple: true }) as number;
+    // Streamed, with route, action and key strings shared: a backlog of 100,000 events must not
+    // cost 100,000 copies of "default" and "trigger" (see bench/spool.bench.ts).
+    const intern = new Map<string, string>();
+    const shared = (s: string) => {
+      const known = intern.get(s);
+      if (known !== undefined) return known;
+      intern.set(s, s);
+      return s;
+    };
+    const out: PendingEvent[] = [];
+    for (const r of this.#s.pending.iterate()) {
+      out.push({
+        id: r.id,
+        route: shared(r.route),
+        action: shared(r.action) as EventAction,
+        dedupKey: r.dedup_key,
+        keyFp: shared(r.key_fp),
+        receivedAt: r.received_at,
+        attempts: r.attempts,
+        nextAttemptAt: r.next_attempt_at,
+      });
+    }
+    return out;
+  }
+
+  adopt(): PendingEvent[] {
+    this.#writable();
+    // data_version changes only when another connection committed: the common case costs one pragma.
+    const version = this.#db.pragma('data_version', { simple: true }) as number;
+    if (version === this.#dataVersion) return [];
+    this.#dataVersion = version;
+    const rows = this.#s.unadopted.all();
+    if (!rows.length) return [];
+    const mark = this.#db.transaction((ids: number[]) => {
+      for (const id of ids) this.#s.adoptOne.run(id);
+    });
+    mark(rows.map((r) => r.id));
+    return rows.map(toPending);
+  }
+
+  load(id: number): StoredEvent | undefined {
+    const row = this.#s.load.get(id);
+    return row ? toStored(row) : undefined;
+  }
+
+  delivered(event: PendingEvent): void {
+    const { id, route, dedupKey, action } = event;
+    this.#queue(() => {
+      this.#s.deleteEvent.run(id);
+      if (action === 'resolve' && dedupKey !== null) this.#alerts.forget(route, dedupKey, id);
+    });
+  }
+
+  reschedule(event: PendingEvent, lastError: string): void {
+    const { id, attempts, nextAttemptAt } = event;
+    this.#queue(() => this.#s.reschedule.run(attempts, nextAttemptAt, lastError, id));
+  }
+
+  deadLetter(event: PendingEvent, reason: DeadLetterReason, detail: string): void {
+    const { id, attempts } = event;
+    this.#queue(() => this.#moveToDeadLetters(id, attempts, reason, detail));
+  }
+
+  reassign(event: PendingEvent, keyFp: string): void {
+    const { id, route, dedupKey, action } = event;
+    this.#queue(() => {
+      this.#s.reassign.run(keyFp, id);
+      if (action === 'trigger' && dedupKey !== null) this.#alerts.remember(route, dedupKey, keyFp, id);
+    });
+  }
+
+  recordSend(keyFp: string, endedAt: number, forgetBefore: number): void {
+    this.#queue(() => {
+      this.#s.forgetSends.run(keyFp, forgetBefore);
+      this.#s.recordSend.run(keyFp, endedAt);
+    });
+  }
+
+  recentSends(since: number): Map<string, number[]> {
+    const out = new Map<string, number[]>();
+    for (const r of this.#s.recentSends.iterate(since)) {
+      const list = out.get(r.key_fp) ?? [];
+      list.push(r.ended_at);
+      out.set(r.key_fp, list);
+    }
+    return out;
+  }
+
+  deadLetters(opts: { ids?: number[]; limit?: number } = {}): DeadLetter[] {
+    const rows = opts.ids
+      ? opts.ids.map((id) => this.#s.deadLetter.get(id)).filter((r): r is DeadRow => r !== undefined)
+      : this.#s.deadLetters.all(opts.limit ?? -1);
+    return rows.map((r) => ({
+      ...toStored(r),
+      reason: r.reason as DeadLetterReason,
+      detail: r.detail,
+      deadAt: r.dead_at,
+    }));
+  }
+
+  retryDeadLetters(ids?: number[]): number {
+    this.#writable();
+    const run = this.#db.transaction(() => {
+      const rows = ids
+        ? ids.map((id) => this.#s.deadLetter.get(id)).filter((r): r is DeadRow => r !== undefined)
+        : this.#s.deadLetters.all(-1);
+      const now = this.#now();
+      for (const r of rows) {
+        // A retried dead letter starts a new life: full maxAge, no backoff, picked up by the relay.
+        const info = this.#s.insertEvent.run(
+          r.message_id,
+          r.route,
+          r.rule,
+          r.action,
+          r.dedup_key,
+          r.key_fp,
+          r.body,
+          now,
+          0,
+        );
+        const id = Number(info.lastInsertRowid);
+        if (r.action === 'trigger' && r.dedup_key !== null)
+          this.#alerts.remember(r.route, r.dedup_key, r.key_fp, id);
+        this.#s.deleteDeadLetter.run(r.id);
+      }
+      return rows.length;
+    });
+    return run.immediate();
+  }
+
+  pendingGroups(): PendingGroup[] {
+    return this.#s.groups.all().map((g) => ({
+      route: g.route,
+      keyFp: g.key_fp,
+      count: g.n,
+      oldestReceivedAt: g.oldest,
+      nextAttemptAt: g.next_attempt,
+      headAttempts: g.head_attempts,
+    }));
+  }
+
+  counts(): SpoolCounts {
+    const byReason: SpoolCounts['deadLettersByReason'] = {};
+    let deadLetters = 0;
+    for (const r of this.#s.deadByReason.all()) {
+      byReason[r.reason as DeadLetterReason] = r.n;
+      deadLetters += r.n;
+    }
+    return {
+      pending: this.#s.countEvents.get()?.n ?? 0,
+      deadLetters,
+      deadLettersByReason: byReason,
+      messageIds: this.#messageCount(),
+      openAlerts: this.#alerts.count(),
+    };
+  }
+
+  pruneMessageIds(before: number): number {
+    this.#writable();
+    let total = 0;
+    // In slices: one huge delete would hold the write lock (and the event loop) for long.
+    for (;;) {
+      const n = this.#s.pruneMessages.run(before).changes;
+      total += n;
+      if (this.#messageIds !== undefined) this.#messageIds -= n;
+      if (n < PRUNE_SLICE) return total;
+    }
+  }
+
+  #messageCount(): number {
+    // Read-only users (the CLI) see other processes' writes: always count there.
+    if (this.#readonly) return this.#s.countMessages.get()?.n ?? 0;
+    this.#messageIds ??= this.#s.countMessages.get()?.n ?? 0;
+    return this.#messageIds;
+  }
+
+  problem(): string | null {
+    return this.#problem;
+  }
+
+  /** Runs the pending group commit now (tests and shutdown). */
+  flush(): void {
+    this.#flush();
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#flush();
+    this.#closed = true;
+    if (this.#probe) clearInterval(this.#probe);
+    for (const p of this.#batch) p.reject(new SpoolUnavailableError('The spool is closed (shutting down).'));
+    this.#batch = [];
+    this.#db.close();
+  }
+
+  #writable(): void {
+    if (this.#readonly) throw new Error('This spool was opened read-only.');
+  }
+
+  #queue(op: Op): void {
+    this.#writable();
+    if (this.#closed) return;
+    this.#ops.push(op);
+    this.#schedule();
+  }
+
+  #schedule(): void {
+    if (this.#scheduled) return;
+    this.#scheduled = true;
+    // setImmediate, not a microtask: every request whose I/O completed in this loop turn gets to
+    // add its commit before the transaction runs.
+    setImmediate(() => this.#flush());
+  }
+
+  #flush(): void {
+    this.#scheduled = false;
+    if (this.#closed) return;
+    const batch = this.#batch;
+    const ops = this.#ops;
+    this.#batch = [];
+    this.#ops = [];
+    this.#inBatch.clear();
+    if (!batch.length && !ops.length) return;
+
+    const started = performance.now();
+    const results: Array<CommitResult | Error> = [];
+    try {
+      this.#db.transaction(() => {
+        for (const op of ops) op();
+        for (const p of batch) results.push(this.#commitOne(p.entry));
+      })();
+    } catch (err) {
+      this.#assigner?.endBatch();
+      // The batch rolled back: count the ledger again when asked.
+      this.#messageIds = undefined;
+      const problem = `Spool not writable: ${describeError(err)}`;
+      // Queued writes are mostly deletes of delivered events: let them through on their own, since
+      // they free the space a full spool needs, then keep whatever failed for the next try.
+      const kept = ops.length && batch.length ? this.#tryOps(ops) : ops;
+      this.#ops = [...kept, ...this.#ops];
+      this.#setProblem(problem);
+      for (const p of batch) p.reject(new SpoolUnavailableError(problem));
+      return;
+    }
+    this.#assigner?.endBatch();
+    if (batch.length) {
+      this.#clearProblem();
+      let events = 0;
+      const queued: PendingEvent[] = [];
+      for (const r of results) {
+        if (!(r instanceof Error) && r.status === 'committed') {
+          events += r.events.length + r.deadLettered.length;
+          queued.push(...r.events);
+        }
+      }
+      this.#observer?.committed({ durationMs: performance.now() - started, entries: batch.length, events });
+      if (queued.length) {
+        // Whatever the listener does, every commit gets its answer: the events are durable.
+        try {
+          this.#listener(queued);
+        } catch (err) {
+          this.#observer?.listenerFailed(err);
+        }
+      }
+    }
+    batch.forEach((p, i) => {
+      const r = results[i] as CommitResult | Error;
+      if (r instanceof Error) p.reject(r);
+      else p.resolve(r);
+    });
+  }
+
+  /** One entry inside the group transaction, in its own savepoint so that a bug in one entry fails only that one. */
+  #commitOne(entry: SpoolEntry): CommitResult | Error {
+    try {
+      return this.#db.transaction(() => this.#insertEntry(entry))();
+    } catch (err) {
+      if (err instanceof BetterSqlite3.SqliteError) throw err;
+      this.#messageIds = undefined;
+      return err instanceof Error ? err : new Error(String(err));
+    }
+  }
+
+  #insertEntry(entry: SpoolEntry): CommitResult {
+    if (this.#s.insertMessage.run(entry.messageId, entry.receivedAt).changes === 0)
+      return { status: 'duplicate' };
+    if (this.#messageIds !== undefined) this.#messageIds++;
+    const events: PendingEvent[] = [];
+    const deadLettered: Array<{ event: PendingEvent; reason: DeadLetterReason; detail: string }> = [];
+    const orphaned: PendingEvent[] = [];
+    for (const ev of entry.events) {
+      if (!this.#assigner) throw new Error('A spool without a key assigner cannot commit events.');
+      const assignment = this.#assigner.assign(ev, this.#alerts);
+      const keyFp = 'keyFp' in assignment ? assignment.keyFp : '';
+      const info = this.#s.insertEvent.run(
+        entry.messageId,
+        ev.route,
+        ev.rule,
+        ev.action,
+        ev.dedupKey,
+        keyFp,
+        JSON.stringify(ev.body),
+        entry.receivedAt,
+        1,
+      );
+      const pending: PendingEvent = {
+        id: Number(info.lastInsertRowid),
+        route: ev.route,
+        action: ev.action,
+        dedupKey: ev.dedupKey,
+        keyFp,
+        receivedAt: entry.receivedAt,
+        attempts: 0,
+        nextAttemptAt: 0,
+      };
+      if ('deadLetter' in assignment) {
+        this.#moveToDeadLetters(pending.id, 0, assignment.deadLetter, assignment.detail);
+        deadLettered.push({ event: pending, reason: assignment.deadLetter, detail: assignment.detail });
+        continue;
+      }
+      if (ev.action === 'trigger' && ev.dedupKey !== null)
+        this.#alerts.remember(ev.route, ev.dedupKey, keyFp, pending.id);
+      if ('orphaned' in assignment && assignment.orphaned) orphaned.push(pending);
+      events.push(pending);
+    }
+    return { status: 'committed', events, deadLettered, orphaned };
+  }
+
+  #moveToDeadLetters(id: number, attempts: number, reason: DeadLetterReason, detail: string): void {
+    this.#s.toDeadLetters.run({ attempts, reason, detail, now: this.#now(), id });
+    this.#s.deleteEvent.run(id);
+  }
+
+  /** Runs queued writes in their own transaction; returns them all if it failed, none if it worked. */
+  #tryOps(ops: Op[]): Op[] {
+    try {
+      this.#db.transaction(() => {
+        for (const op of ops) op();
+      })();
+      return [];
+    } catch {
+      return ops;
+    }
+  }
+
+  #setProblem(problem: string): void {
+    const first = this.#problem === null;
+    this.#problem = problem;
+    if (first) this.#observer?.unavailable(problem);
+    if (!this.#probe) {
+      // Without traffic (readiness false keeps SNS away) nothing else would find out that the disk
+      // is writable again: probe with a write the size of a typical entry.
+      this.#probe = setInterval(() => this.#runProbe(), this.#probeIntervalMs);
+      this.#probe.unref();
+    }
+  }
+
+  #runProbe(): void {
+    if (this.#closed) return;
+    try {
+      this.#db.transaction(() => {
+        this.#s.probeWrite.run();
+        this.#s.probeDelete.run();
+      })();
+    } catch {
+      return;
+    }
+    this.#clearProblem();
+    if (this.#ops.length) this.#schedule();
+  }
+
+  #clearProblem(): void {
+    if (this.#probe) {
+      clearInterval(this.#probe);
+      this.#probe = undefined;
+    }
+    if (this.#problem !== null) {
+      this.#problem = null;
+      this.#observer?.recovered();
+    }
+  }
+}
+
+/** The spool cannot be opened or used at all (startup error). */
+export class SpoolOpenError extends Error {
+  override readonly name = 'SpoolOpenError';
+}
+
+const PRUNE_SLICE = 5000;
+
+function prepare(db: Database, readonly: boolean) {
+  const w = <P extends unknown[], R = unknown>(sql: string): Statement<P, R> =>
+    (readonly ? undefined : db.prepare(sql)) as Statement<P, R>;
+  return {
+    hasMessage: db.prepare<[string], { x: number }>('SELECT 1 AS x FROM messages WHERE message_id = ?'),
+    pending: db.prepare<[], EventRow>(`SELECT ${PENDING_COLUMNS} FROM events ORDER BY id`),
+    unadopted: db.prepare<[], EventRow>(
+      `SELECT ${PENDING_COLUMNS} FROM events WHERE adopted = 0 ORDER BY id`,
+    ),
+    load: db.prepare<[number], EventRow>('SELECT * FROM events WHERE id = ?'),
+    deadLetter: db.prepare<[number], DeadRow>('SELECT * FROM dead_letters WHERE id = ?'),
+    deadLetters: db.prepare<[number], DeadRow>('SELECT * FROM dead_letters ORDER BY id LIMIT ?'),
+    groups: db.prepare<
+      [],
+      {
+        route: string;
+        key_fp: string;
+        n: number;
+        oldest: number;
+        next_attempt: number;
+        head_attempts: number;
+      }
+    >(
+      // The head (lowest id) of each queue is the event holding it up: its attempts and next try.
+      `SELECT g.route, g.key_fp, g.n, g.oldest, head.next_attempt_at AS next_attempt, head.attempts AS head_attempts
+       FROM (SELECT route, key_fp, count(*) AS n, min(received_at) AS oldest, min(id) AS head_id
+             FROM events GROUP BY route, key_fp) AS g
+       JOIN events AS head ON head.id = g.head_id
+       ORDER BY g.route, g.key_fp`,
+    ),
+    countEvents: db.prepare<[], { n: number }>('SELECT count(*) AS n FROM events'),
+    countMessages: db.prepare<[], { n: number }>('SELECT count(*) AS n FROM messages'),
+    deadByReason: db.prepare<[], { reason: string; n: number }>(
+      'SELECT reason, count(*) AS n FROM dead_letters GROUP BY reason ORDER BY reason',
+    ),
+    adoptAll: w<[]>('UPDATE events SET adopted = 1 WHERE adopted = 0'),
+    adoptOne: w<[number]>('UPDATE events SET adopted = 1 WHERE id = ?'),
+    insertMessage: w<[string, number]>(
+      'INSERT OR IGNORE INTO messages (message_id, accepted_at) VALUES (?, ?)',
+    ),
+    insertEvent: w<[string, string, string, string, string | null, string, string, number, number]>(
+      `INSERT INTO events (message_id, route, rule, action, dedup_key, key_fp, body, received_at, adopted)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    ),
+    deleteEvent: w<[number]>('DELETE FROM events WHERE id = ?'),
+    reschedule: w<[number, number, string, number]>(
+      'UPDATE events SET attempts = ?, next_attempt_at = ?, last_error = ? WHERE id = ?',
+    ),
+    reassign: w<[string, number]>('UPDATE events SET key_fp = ? WHERE id = ?'),
+    toDeadLetters: w<[{ attempts: number; reason: string; detail: string; now: number; id: number }]>(
+      `INSERT OR REPLACE INTO dead_letters
+         (id, message_id, route, rule, action, dedup_key, key_fp, body, received_at, attempts, last_error, reason, detail, dead_at)
+       SELECT id, message_id, route, rule, action, dedup_key, key_fp, body, received_at, max(attempts, @attempts), last_error,
+              @reason, @detail, @now
+       FROM events WHERE id = @id`,
+    ),
+    deleteDeadLetter: w<[number]>('DELETE FROM dead_letters WHERE id = ?'),
+    pruneMessages: w<[number]>(
+      `DELETE FROM messages WHERE message_id IN
+         (SELECT message_id FROM messages WHERE accepted_at < ? LIMIT ${PRUNE_SLICE})`,
+    ),
+    recentSends: db.prepare<[number], { key_fp: string; ended_at: number }>(
+      'SELECT key_fp, ended_at FROM rate_log WHERE ended_at >= ? ORDER BY key_fp, ended_at',
+    ),
+    recordSend: w<[string, number]>('INSERT INTO rate_log (key_fp, ended_at) VALUES (?, ?)'),
+    forgetSends: w<[string, number]>('DELETE FROM rate_log WHERE key_fp = ? AND ended_at < ?'),
+    probeWrite: w<[]>("INSERT OR REPLACE INTO meta (key, value) VALUES ('probe', zeroblob(65536))"),
+    probeDelete: w<[]>("DELETE FROM meta WHERE key = 'probe'"),
+  };
+}
+
+function toPending(
+  r: Pick<
+    EventRow,
+    'id' | 'route' | 'action' | 'dedup_key' | 'key_fp' | 'received_at' | 'attempts' | 'next_attempt_at'
+  >,
+): PendingEvent {
+  return {
+    id: r.id,
+    route: r.route,
+    action: r.action as EventAction,
+    dedupKey: r.dedup_key,
+    keyFp: r.key_fp,
+    receivedAt: r.received_at,
+    attempts: r.attempts,
+    nextAttemptAt: r.next_attempt_at,
+  };
+}
+
+function toStored(r: EventRow): StoredEvent {
+  return {
+    ...toPending(r),
+    messageId: r.message_id,
+    rule: r.rule,
+    body: JSON.parse(r.body) as EventBody,
+    lastError: r.last_error,
+  };
+}
+
+/** An SQLite or file-system error in a sentence: code first (SQLITE_FULL, SQLITE_BUSY, EACCES). */
+function describeError(err: unknown): string {
+  const e = err as { code?: string; message?: string };
+  if (e?.code && e.message && !e.message.includes(e.code)) return `${e.code}: ${e.message}`;
+  return e?.message ?? String(err);
+}

@@ -1,0 +1,509 @@
+import BetterSqlite3 from 'better-sqlite3';
+import { Registry } from 'prom-client';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { Config } from '../../src/config/load.js';
+import { createDelivery, type Delivery } from '../../src/delivery/delivery.js';
+import { pickForDedupKey } from '../../src/delivery/key-assigner.js';
+import { KeyRing } from '../../src/delivery/key-ring.js';
+import { SqliteSpool } from '../../src/delivery/sqlite-spool.js';
+import { SpoolUnavailableError } from '../../src/delivery/types.js';
+import { MAX_EVENT_BYTES } from '../../src/pagerduty/limits.js';
+import type { OutboundEvent } from '../../src/rules/types.js';
+import { alarmEvent, entry, memoryLogger, type TestRoute, tempDir, testConfig } from '../helpers/delivery.js';
+import { type AcceptedEvent, FakePagerDuty, testRoutingKey } from '../helpers/fake-pagerduty.js';
+
+const KEYS = [1, 2, 3, 4, 5].map((n) => testRoutingKey(`pool${n}`));
+const keysOf = (...ns: number[]) => ns.map((n) => ({ alias: `key-${n}`, key: KEYS[n - 1] as string }));
+
+let tmp: ReturnType<typeof tempDir>;
+let fake: FakePagerDuty;
+let running: Delivery[] = [];
+beforeEach(async () => {
+  tmp = tempDir();
+  fake = await FakePagerDuty.start({ windowMs: 500, limit: 20 });
+});
+afterEach(async () => {
+  for (const d of running) await d.stop(0);
+  running = [];
+  await fake.close();
+  tmp.cleanup();
+});
+
+function config(routes: Record<string, TestRoute>, delivery: Record<string, number> = {}): Config {
+  return testConfig({
+    dir: tmp.dir,
+    url: fake.url,
+    routes,
+    delivery: { rateWindowMs: fake.windowMs, minBackoffMs: 5, maxBackoffMs: 100, ...delivery },
+  });
+}
+
+function start(cfg: Config) {
+  const log = memoryLogger('debug');
+  const registry = new Registry();
+  const delivery = createDelivery(cfg, {
+    logger: log.logger,
+    registry,
+    pollIntervalMs: 25,
+    spoolProbeIntervalMs: 25,
+  });
+  delivery.start();
+  running.push(delivery);
+  return { delivery, registry, log };
+}
+
+async function stop(delivery: Delivery): Promise<void> {
+  await delivery.stop(1000);
+  running = running.filter((d) => d !== delivery);
+}
+
+async function metric(
+  registry: Registry,
+  name: string,
+  labels: Record<string, string> = {},
+): Promise<number> {
+  const m = registry.getSingleMetric(name);
+  if (!m) return 0;
+  const { values } = await m.get();
+  return values
+    .filter((v) => Object.entries(labels).every(([k, want]) => v.labels[k] === want))
+    .reduce((sum, v) => sum + v.value, 0);
+}
+
+/** Commits each event as its own SNS message, concurrently. */
+function commitAll(delivery: Delivery, events: OutboundEvent[]) {
+  return Promise.all(events.map((e) => delivery.sink.commit(entry([e]))));
+}
+
+function byDedup(events: readonly AcceptedEvent[]) {
+  const map = new Map<string, AcceptedEvent[]>();
+  for (const e of events) map.set(e.dedupKey as string, [...(map.get(e.dedupKey as string) ?? []), e]);
+  return map;
+}
+
+describe('delivery to PagerDuty', () => {
+  it('delivers 100 alarms that fire and clear across 4 keys through 30% of 503s: resolves follow their triggers, keys spread, no 429', async () => {
+    fake.failPercent(0.3);
+    const { delivery, registry } = start(
+      config({ default: { keys: keysOf(1, 2, 3, 4), ratePerMinute: 20 } }),
+    );
+    const alarms = Array.from(
+      { length: 100 },
+      (_, i) => `arn:aws:cloudwatch:eu-west-1:123456789012:alarm:storm-${i}`,
+    );
+    await commitAll(
+      delivery,
+      alarms.map((a) => alarmEvent('trigger', a)),
+    );
+    // The resolves arrive while most triggers still wait for their key's window or a retry.
+    await commitAll(
+      delivery,
+      alarms.map((a) => alarmEvent('resolve', a)),
+    );
+    await fake.waitFor((f) => f.accepted.length >= 200, 20_000, '200 accepted events');
+
+    expect(fake.accepted).toHaveLength(200);
+    expect(fake.duplicates()).toEqual([]);
+    const groups = byDedup(fake.accepted);
+    expect(groups.size).toBe(100);
+    for (const [, [trigger, resolve, ...rest]] of groups) {
+      expect(rest).toEqual([]);
+      expect(trigger?.action).toBe('trigger');
+      expect(resolve?.action).toBe('resolve');
+      expect(resolve?.routingKey).toBe(trigger?.routingKey);
+    }
+    expect(fake.droppedFollowUps()).toEqual([]);
+    const perKey = new Map<string, number>();
+    for (const e of fake.accepted) perKey.set(e.routingKey, (perKey.get(e.routingKey) ?? 0) + 1);
+    expect(perKey.size).toBe(4);
+    for (const n of perKey.values()) expect(n).toBeGreaterThanOrEqual(20);
+
+    expect(fake.count(503)).toBeGreaterThan(20);
+    expect(fake.count(429)).toBe(0);
+    expect(fake.maxInWindow()).toBeLessThanOrEqual(20);
+    expect(await metric(registry, 'pdrelay_events_total', { outcome: 'delivered' })).toBe(200);
+    expect(await metric(registry, 'pdrelay_delivery_retries_total', { reason: 'server_error' })).toBe(
+      fake.count(503),
+    );
+    expect(await metric(registry, 'pdrelay_pagerduty_requests_total', { code_class: '5xx' })).toBe(
+      fake.count(503),
+    );
+    expect(delivery.stats().counts?.pending).toBe(0);
+  });
+
+  it('delivers an alarm with a 200 KB description of control characters (6× when JSON-escaped) within 512,000 bytes', async () => {
+    const { delivery, registry } = start(config({ default: { keys: keysOf(1) } }));
+    const control = Array.from({ length: 200_000 }, (_, i) => String.fromCharCode(1 + (i % 31))).join('');
+    const event = alarmEvent('trigger', 'big-alarm', {
+      details: { AlarmDescription: control, NewStateReason: 'Threshold crossed', Region: 'EU (Ireland)' },
+    });
+    expect(Buffer.byteLength(JSON.stringify(event.body))).toBeGreaterThan(1_000_000);
+    await delivery.sink.commit(entry([event]));
+    await fake.waitFor((f) => f.accepted.length === 1, 5000, 'the big alarm');
+
+    const got = fake.accepted[0] as AcceptedEvent;
+    expect(got.bytes).toBeLessThanOrEqual(MAX_EVENT_BYTES);
+    expect(fake.count(400)).toBe(0);
+    const details = (got.body.payload as { custom_details: Record<string, unknown> }).custom_details;
+    expect(details.NewStateReason).toBe('Threshold crossed');
+    expect(String(details.AlarmDescription).startsWith(control.slice(0, 1000))).toBe(true);
+    expect(details.pd_relay_truncated).toMatchObject({ cut: ['AlarmDescription'] });
+    expect(await metric(registry, 'pdrelay_payload_truncations_total', { field: 'custom_details' })).toBe(1);
+  });
+
+  it('keeps resolves on their triggers’ keys when the pool grows from 4 to 5 keys between trigger and resolve', async () => {
+    const four = config({ default: { keys: keysOf(1, 2, 3, 4), ratePerMinute: 50 } });
+    const five = config({ default: { keys: keysOf(1, 2, 3, 4, 5), ratePerMinute: 50 } });
+    const alarms = Array.from({ length: 100 }, (_, i) => `grow-${i}`);
+    const fiveRing = new KeyRing(five.routes).keysOf('default');
+    const fourRing = new KeyRing(four.routes).keysOf('default');
+    const wouldMove = alarms.filter(
+      (a) => pickForDedupKey(fiveRing, a).fp !== pickForDedupKey(fourRing, a).fp,
+    );
+    expect(wouldMove.length).toBeGreaterThan(5);
+
+    const first = start(four);
+    await commitAll(
+      first.delivery,
+      alarms.slice(0, 80).map((a) => alarmEvent('trigger', a)),
+    );
+    await fake.waitFor((f) => f.accepted.length === 80, 10_000, '80 triggers');
+    // The last 20 triggers are still queued (PagerDuty down) when the relay restarts with 5 keys.
+    fake.failAll(60_000);
+    await commitAll(
+      first.delivery,
+      alarms.slice(80).map((a) => alarmEvent('trigger', a)),
+    );
+    await fake.waitFor((f) => f.count(503) >= 4, 5000, 'failed attempts');
+    await stop(first.delivery);
+    fake.heal();
+
+    const second = start(five);
+    await commitAll(
+      second.delivery,
+      alarms.map((a) => alarmEvent('resolve', a)),
+    );
+    await commitAll(second.delivery, [alarmEvent('trigger', 'new-0'), alarmEvent('trigger', 'new-1')]);
+    const newOnFive = Array.from({ length: 50 }, (_, i) => `new-${i}`).filter(
+      (a) => pickForDedupKey(fiveRing, a).alias === 'key-5',
+    );
+    await commitAll(
+      second.delivery,
+      newOnFive.slice(0, 3).map((a) => alarmEvent('trigger', a)),
+    );
+    await fake.waitFor((f) => f.accepted.length >= 200 + 2 + 3, 10_000, 'everything');
+
+    const groups = byDedup(fake.accepted);
+    for (const a of alarms) {
+      const [trigger, resolve] = groups.get(a) as AcceptedEvent[];
+      expect(resolve?.action).toBe('resolve');
+      expect(resolve?.routingKey).toBe(trigger?.routingKey);
+      expect((resolve as AcceptedEvent).seq).toBeGreaterThan((trigger as AcceptedEvent).seq);
+    }
+    expect(fake.droppedFollowUps()).toEqual([]);
+    // New alerts do use the new key.
+    for (const a of newOnFive.slice(0, 3)) expect(groups.get(a)?.[0]?.routingKey).toBe(KEYS[4]);
+  });
+
+  it('moves pending events off a removed key, and says loudly that a resolve cannot follow its trigger', async () => {
+    const four = config({ default: { keys: keysOf(1, 2, 3, 4), ratePerMinute: 50 } });
+    const ring = new KeyRing(four.routes).keysOf('default');
+    const onFour = Array.from({ length: 200 }, (_, i) => `shrink-${i}`)
+      .filter((a) => pickForDedupKey(ring, a).alias === 'key-4')
+      .slice(0, 4);
+    const first = start(four);
+    await commitAll(
+      first.delivery,
+      onFour.slice(0, 2).map((a) => alarmEvent('trigger', a)),
+    );
+    await fake.waitFor((f) => f.accepted.length === 2, 5000, 'two triggers');
+    fake.failKey(KEYS[3] as string);
+    await commitAll(
+      first.delivery,
+      onFour.slice(2).map((a) => alarmEvent('trigger', a)),
+    );
+    await commitAll(
+      first.delivery,
+      onFour.slice(0, 1).map((a) => alarmEvent('resolve', a)),
+    );
+    await fake.waitFor((f) => f.count(503) >= 1, 5000, 'a failed attempt');
+    await stop(first.delivery);
+    fake.heal();
+
+    const { delivery, registry, log } = start(
+      config({ default: { keys: keysOf(1, 2, 3), ratePerMinute: 50 } }),
+    );
+    await commitAll(delivery, [alarmEvent('resolve', onFour[1] as string)]);
+    await fake.waitFor((f) => f.accepted.length === 2 + 2 + 2, 5000, 'the moved events');
+    const moved = fake.accepted.slice(2);
+    for (const e of moved) expect(e.routingKey).not.toBe(KEYS[3]);
+    // The two resolves reach keys that never saw their triggers: PagerDuty drops them.
+    expect(
+      fake
+        .droppedFollowUps()
+        .map((e) => e.dedupKey)
+        .sort(),
+    ).toEqual(onFour.slice(0, 2).sort());
+    expect(await metric(registry, 'pdrelay_delivery_reroutes_total', { reason: 'key_removed' })).toBe(2);
+    expect(await metric(registry, 'pdrelay_delivery_reroutes_total', { reason: 'trigger_key_removed' })).toBe(
+      2,
+    );
+    const loud = log.lines().filter((l) => l.level === 'error' && /no longer configured/.test(String(l.msg)));
+    expect(loud.map((l) => l.dedupKey).sort()).toEqual(onFour.slice(0, 2).sort());
+  });
+
+  it('backs off through a 429 storm and never exceeds the window afterwards', async () => {
+    const { delivery, registry } = start(
+      config({ default: { keys: keysOf(1, 2), ratePerMinute: 20 } }, { minBackoffMs: 20, maxBackoffMs: 400 }),
+    );
+    fake.storm429(1500);
+    const stormEnds = performance.now() + 1500;
+    await commitAll(
+      delivery,
+      Array.from({ length: 80 }, (_, i) => alarmEvent('trigger', `s-${i}`)),
+    );
+    await fake.waitFor((f) => f.accepted.length === 80, 15_000, '80 events after the storm');
+
+    const during = fake.requests.filter((r) => r.status === 429);
+    // Backing off exponentially, two keys knock a handful of times in 1.5 s, not hundreds.
+    expect(during.length).toBeGreaterThan(2);
+    expect(during.length).toBeLessThan(40);
+    expect(fake.maxInWindow(undefined, { since: stormEnds })).toBeLessThanOrEqual(20);
+    expect(fake.maxInWindow()).toBeLessThanOrEqual(20);
+    expect(await metric(registry, 'pdrelay_delivery_retries_total', { reason: 'rate_limited' })).toBe(
+      during.length,
+    );
+    expect(fake.duplicates()).toEqual([]);
+  });
+
+  it('does not send a second window’s worth into the window of the previous run after a restart', async () => {
+    const cfg = config({ default: { keys: keysOf(1), ratePerMinute: 10 } }, { rateWindowMs: 2000 });
+    const slow = await FakePagerDuty.start({ windowMs: 2000, limit: 10 });
+    const at = (c: Config): Config => ({ ...c, pagerduty: { ...c.pagerduty, url: slow.url } });
+    try {
+      const first = start(at(cfg));
+      await commitAll(
+        first.delivery,
+        Array.from({ length: 10 }, (_, i) => alarmEvent('trigger', `w-${i}`)),
+      );
+      await slow.waitFor((f) => f.accepted.length === 10, 5000, 'a full window');
+      await stop(first.delivery);
+      start(at(cfg));
+      await commitAll(
+        running[0] as Delivery,
+        Array.from({ length: 5 }, (_, i) => alarmEvent('trigger', `w2-${i}`)),
+      );
+      await slow.waitFor((f) => f.accepted.length === 15, 10_000, 'the next window');
+      expect(slow.count(429)).toBe(0);
+      expect(slow.maxInWindow()).toBeLessThanOrEqual(10);
+    } finally {
+      await slow.close();
+    }
+  });
+
+  it('waits as long as Retry-After says (within maxBackoffMs)', async () => {
+    const { delivery } = start(
+      config({ default: { keys: keysOf(1) } }, { minBackoffMs: 5, maxBackoffMs: 5000 }),
+    );
+    fake.script({ status: 429, body: '{}', headers: { 'retry-after': '1' } });
+    await delivery.sink.commit(entry([alarmEvent('trigger', 'ra')]));
+    await fake.waitFor((f) => f.accepted.length === 1, 5000, 'the retried event');
+    const [first, second] = fake.requests;
+    expect((second?.at ?? 0) - (first?.at ?? 0)).toBeGreaterThanOrEqual(990);
+  });
+
+  it('dead-letters a 400 with PagerDuty’s reason, and delivers it once retried after the cause is fixed', async () => {
+    const { delivery, registry, log } = start(config({ default: { keys: keysOf(1, 2) } }));
+    fake.rejectWhen((body) =>
+      String((body.payload as { summary?: string } | undefined)?.summary).includes('poison')
+        ? ["'payload.custom_details' cannot be parsed"]
+        : null,
+    );
+    await commitAll(delivery, [
+      alarmEvent('trigger', 'p1', { summary: 'poison pill' }),
+      alarmEvent('trigger', 'ok1'),
+      alarmEvent('trigger', 'ok2'),
+    ]);
+    await fake.waitFor(
+      (f) => f.accepted.length === 2 && f.count(400) === 1,
+      5000,
+      'two accepted, one refused',
+    );
+    await expect.poll(() => delivery.stats().counts?.deadLetters).toBe(1);
+    expect(fake.count(400)).toBe(1);
+    expect(await metric(registry, 'pdrelay_dead_letters_total', { reason: 'rejected' })).toBe(1);
+    expect(await metric(registry, 'pdrelay_dead_letters')).toBe(1);
+    expect(log.lines().find((l) => l.msg === 'Event moved to the dead letters.')).toMatchObject({
+      reason: 'rejected',
+      detail: "400: 'payload.custom_details' cannot be parsed",
+      dedupKey: 'p1',
+    });
+
+    fake.rejectWhen(null);
+    const cli = new SqliteSpool({ dir: tmp.dir, readonly: true });
+    expect(cli.deadLetters()).toMatchObject([
+      { reason: 'rejected', detail: "400: 'payload.custom_details' cannot be parsed" },
+    ]);
+    cli.close();
+    const writer = new SqliteSpool({ dir: tmp.dir });
+    expect(writer.retryDeadLetters()).toBe(1);
+    writer.close();
+    await fake.waitFor((f) => f.accepted.length === 3, 5000, 'the retried dead letter');
+    expect(fake.accepted[2]?.dedupKey).toBe('p1');
+    expect(fake.count(400)).toBe(1);
+    await expect.poll(() => metric(registry, 'pdrelay_dead_letters')).toBe(0);
+  });
+
+  it('dead-letters events for a key PagerDuty refuses, loudly, while the other keys keep delivering', async () => {
+    fake.invalidateKey(KEYS[1] as string);
+    const { delivery, log } = start(config({ default: { keys: keysOf(1, 2) } }));
+    await commitAll(
+      delivery,
+      Array.from({ length: 6 }, () => alarmEvent('trigger', null)),
+    );
+    await expect.poll(() => delivery.stats().counts?.deadLetters, { timeout: 5000 }).toBe(3);
+    expect(fake.accepted).toHaveLength(3);
+    const errors = log
+      .lines()
+      .filter((l) => l.level === 'error' && String(l.msg).startsWith('PagerDuty refused the routing key'));
+    expect(errors).toHaveLength(3);
+    expect(errors[0]).toMatchObject({ key: 'key-2', reason: 'bad_key', detail: '400: Invalid routing key' });
+  });
+
+  it('holds back the later events of a failing key only', async () => {
+    const cfg = config({ default: { keys: keysOf(1, 2) } });
+    const ring = new KeyRing(cfg.routes).keysOf('default');
+    const alarms = Array.from({ length: 100 }, (_, i) => `hold-${i}`);
+    const on1 = alarms.filter((a) => pickForDedupKey(ring, a).alias === 'key-1').slice(0, 3);
+    const on2 = alarms.filter((a) => pickForDedupKey(ring, a).alias === 'key-2').slice(0, 3);
+    fake.failKey(KEYS[0] as string);
+    const { delivery } = start(cfg);
+    for (const a of [...on1, ...on2]) await delivery.sink.commit(entry([alarmEvent('trigger', a)]));
+    for (const a of [...on1, ...on2]) await delivery.sink.commit(entry([alarmEvent('resolve', a)]));
+    await fake.waitFor((f) => f.accepted.length === 6, 5000, 'key-2’s events');
+    expect(fake.accepted.every((e) => e.routingKey === KEYS[1])).toBe(true);
+    // key-1 retried only its first event: nothing behind it was tried.
+    const tried = new Set(fake.requests.filter((r) => r.routingKey === KEYS[0]).map((r) => r.status));
+    expect([...tried]).toEqual([503]);
+    fake.failKey(KEYS[0] as string, null);
+    await fake.waitFor((f) => f.accepted.length === 12, 5000, 'key-1’s events');
+    const key1 = fake.accepted
+      .filter((e) => e.routingKey === KEYS[0])
+      .map((e) => `${e.action}:${e.dedupKey}`);
+    expect(key1).toEqual([...on1.map((a) => `trigger:${a}`), ...on1.map((a) => `resolve:${a}`)]);
+  });
+
+  it('dead-letters an event still failing after delivery.maxAgeSeconds', async () => {
+    fake.failAll(60_000);
+    const { delivery, registry } = start(config({ default: { keys: keysOf(1) } }, { maxAgeSeconds: 1 }));
+    await delivery.sink.commit(entry([alarmEvent('trigger', 'old')]));
+    await expect.poll(() => delivery.stats().counts?.deadLetters, { timeout: 5000 }).toBe(1);
+    const spool = new SqliteSpool({ dir: tmp.dir, readonly: true });
+    const [letter] = spool.deadLetters();
+    spool.close();
+    expect(letter?.reason).toBe('expired');
+    expect(letter?.detail).toMatch(
+      /^Still failing after \d+ attempts over 1s \(delivery.maxAgeSeconds 1\): 503: Service unavailable$/,
+    );
+    expect(await metric(registry, 'pdrelay_dead_letters_total', { reason: 'expired' })).toBe(1);
+  });
+
+  it('stops within the drain timeout, leaving an unanswered event in the spool for the next start', async () => {
+    fake.latency(10_000);
+    const first = start(config({ default: { keys: keysOf(1) } }));
+    await first.delivery.sink.commit(entry([alarmEvent('trigger', 'slow')]));
+    await fake.waitFor((f) => f.arrivals === 1, 5000, 'the request');
+    await stop(first.delivery);
+    expect(first.delivery.readiness()).toBe('delivery stopped');
+    await expect(first.delivery.sink.commit(entry([]))).rejects.toBeInstanceOf(SpoolUnavailableError);
+    fake.heal();
+    start(config({ default: { keys: keysOf(1) } }));
+    await fake.waitFor((f) => f.accepted.length === 1, 5000, 'the event after restart');
+    expect(fake.accepted[0]?.dedupKey).toBe('slow');
+  });
+
+  it('reports the spool as not ready while it cannot be written, and recovers', async () => {
+    const { delivery } = start(config({ default: { keys: keysOf(1) } }));
+    const other = new BetterSqlite3(`${tmp.dir}/spool.db`);
+    other.exec('BEGIN IMMEDIATE');
+    await expect(delivery.sink.commit(entry([alarmEvent('trigger', 'x')]))).rejects.toBeInstanceOf(
+      SpoolUnavailableError,
+    );
+    expect(delivery.readiness()).toMatch(/^Spool not writable: SQLITE_BUSY/);
+    other.exec('COMMIT');
+    other.close();
+    await expect.poll(() => delivery.readiness(), { timeout: 5000 }).toBeNull();
+  });
+
+  it('spreads events without a dedup key over the least-loaded keys, also for a backlog committed before start', async () => {
+    const log = memoryLogger();
+    const delivery = createDelivery(config({ default: { keys: keysOf(1, 2, 3, 4) } }), {
+      logger: log.logger,
+      registry: new Registry(),
+    });
+    running.push(delivery);
+    // One at a time: each commit is its own transaction, so only the queue depths can spread them.
+    for (let i = 0; i < 12; i++) await delivery.sink.commit(entry([alarmEvent('trigger', null)]));
+    expect(delivery.stats().lanes.map((l) => l.depth)).toEqual([3, 3, 3, 3]);
+    expect(fake.arrivals).toBe(0);
+    delivery.start();
+    await fake.waitFor((f) => f.accepted.length === 12, 5000, 'the backlog');
+    expect(new Set(fake.accepted.map((e) => e.routingKey)).size).toBe(4);
+  });
+
+  it('delivers a no_route dead letter once its route has keys and the dead letter is retried', async () => {
+    const first = start(config({ default: { keys: keysOf(1) } }));
+    await first.delivery.sink.commit(entry([alarmEvent('trigger', 'ops-1', { route: 'ops' })]));
+    expect(first.delivery.stats().counts?.deadLetters).toBe(1);
+    await stop(first.delivery);
+    const writer = new SqliteSpool({ dir: tmp.dir });
+    expect(writer.retryDeadLetters()).toBe(1);
+    writer.close();
+    const { registry } = start(config({ default: { keys: keysOf(1) }, ops: { keys: keysOf(2) } }));
+    await fake.waitFor((f) => f.accepted.length === 1, 5000, 'the retried event');
+    expect(fake.accepted[0]).toMatchObject({ routingKey: KEYS[1], dedupKey: 'ops-1' });
+    expect(await metric(registry, 'pdrelay_delivery_reroutes_total')).toBe(0);
+  });
+
+  it('survives a bug in the PagerDuty client: logged, retried, and the rate window is not leaked', async () => {
+    const log = memoryLogger();
+    let calls = 0;
+    const delivery = createDelivery(config({ default: { keys: keysOf(1), ratePerMinute: 1 } }), {
+      logger: log.logger,
+      registry: new Registry(),
+      api: {
+        async send() {
+          calls++;
+          if (calls === 1) throw new Error('client bug');
+          return { outcome: 'delivered', status: 202, codeClass: '2xx', durationMs: 1, truncations: [] };
+        },
+      },
+    });
+    running.push(delivery);
+    delivery.start();
+    await commitAll(delivery, [alarmEvent('trigger', 'b1'), alarmEvent('trigger', 'b2')]);
+    // One slot per window: a slot leaked by the thrown attempt would block the key for good.
+    await expect.poll(() => delivery.stats().counts?.pending, { timeout: 5000 }).toBe(0);
+    expect(calls).toBe(3);
+    expect(
+      log.lines().find((l) => l.msg === 'Internal error in delivery; the event stays queued.'),
+    ).toMatchObject({
+      dedupKey: 'b1',
+      err: { message: 'client bug' },
+    });
+  });
+
+  it('never shows a routing key in logs or metrics', async () => {
+    fake.invalidateKey(KEYS[1] as string);
+    fake.failPercent(0.5);
+    const { delivery, registry, log } = start(config({ default: { keys: keysOf(1, 2) } }));
+    await commitAll(
+      delivery,
+      Array.from({ length: 10 }, (_, i) => alarmEvent('trigger', `sec-${i}`)),
+    );
+    await expect.poll(() => delivery.stats().counts?.pending, { timeout: 5000 }).toBe(0);
+    const text = `${log.text()}\n${await registry.metrics()}`;
+    expect(text).toContain('key-2');
+    for (const key of KEYS) expect(text).not.toContain(key);
+  });
+});
