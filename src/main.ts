@@ -1,72 +1,258 @@
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
+import type { Server as HttpServer } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { createAdaptorServer } from '@hono/node-server';
 import type { Hono } from 'hono';
 import { createAdminApp, createSnsApp } from './app.js';
-import type { Config } from './config/load.js';
+import { type Config, loadConfig } from './config/load.js';
+import { decodeNotification } from './decode/decode.js';
+import { createDelivery, type Delivery } from './delivery/delivery.js';
+import { type Problem, UserError } from './errors.js';
+import { createIngressFromConfig } from './ingress/sns/from-config.js';
+import type { HttpsGetOptions } from './ingress/sns/https-get.js';
 import { createLogger, type Logger } from './log/logger.js';
 import { createRegistry } from './metrics/registry.js';
+import { createReloadInstruments, createRulesInstruments, type ReloadTrigger } from './metrics/rules.js';
+import { type LoadResult, loadRulesForConfig, RuleSetHolder, watchAndReload } from './rules/reload.js';
+import type { RulePathWatcher } from './rules/watch.js';
 import { watchTlsFiles } from './server/tls-reloader.js';
 
 /** A running relay: what `pd-relay serve` and the process-level tests hold. */
 export interface Relay {
-  config: Config;
+  /** The configuration in effect (reloads replace the reloadable parts). */
+  readonly config: Config;
   logger: Logger;
+  delivery: Delivery;
   /** Bound address of the SNS port (port 0 in config → the real port here). */
   snsAddress: AddressInfo;
   metricsAddress: AddressInfo;
+  /** Reloads the config file and the rules, as SIGHUP does. */
+  reload(trigger?: ReloadTrigger): LoadResult;
   /** Stops accepting, drains, closes. Safe to call twice. */
   close(reason?: string): Promise<void>;
 }
 
-type NodeServer = ReturnType<typeof createAdaptorServer>;
+export interface StartOptions {
+  logger?: Logger;
+  /** CAs trusted for SNS hosts instead of the system store (in-process tests). */
+  snsCa?: HttpsGetOptions['ca'];
+}
+
+/** Socket limits on the public port: a client that trickles headers or a body cannot hold a socket. */
+const HEADERS_TIMEOUT_MS = 10_000;
+/** SNS gives up on a request after 15 s; nothing legitimate takes longer to send its body. */
+const REQUEST_TIMEOUT_MS = 20_000;
+/** Longer than common load-balancer idle timeouts (60 s), so the relay is not the side that closes. */
+const KEEP_ALIVE_TIMEOUT_MS = 65_000;
 
 /**
  * The composition root: the only place that turns config into live objects and wires the
- * stages together (ingress → decode → rules → spool → dispatch).
+ * stages together — ingress → decode → rules → spool → dispatch.
  */
-export async function startRelay(config: Config, opts: { logger?: Logger } = {}): Promise<Relay> {
-  const logger = opts.logger ?? createLogger({ level: config.log.level });
+export async function startRelay(initial: Config, opts: StartOptions = {}): Promise<Relay> {
+  const logger = opts.logger ?? createLogger({ level: initial.log.level });
   const registry = createRegistry();
+  let config = initial;
   let draining = false;
 
-  const snsApp = createSnsApp({ logger, readiness: () => (draining ? 'draining' : null) });
-  const adminApp = createAdminApp({ registry, logger });
+  // Spool and dispatch first: they own the durable state the rest relies on.
+  const delivery = createDelivery(config, { logger, registry });
 
-  const snsServer = await listen(snsApp, config.server.host, config.server.port, config.server.tls);
-  const metricsServer = await listen(adminApp, config.metrics.host, config.metrics.port);
-  const tlsFiles = config.server.tls;
-  const stopTlsWatch = tlsFiles ? watchTlsFiles(snsServer as HttpsServer, tlsFiles, logger) : () => {};
+  // Rules. A reload re-reads the config file too: its rules, sns.* policy and log level apply at
+  // once; sections that hold live resources (ports, spool, key pools, PagerDuty client) need a
+  // restart, which the reload says. Rules are checked against the routes actually running.
+  let watcher: RulePathWatcher | undefined;
+  const holder = RuleSetHolder.load({
+    load: () => loadForReload(config, logger),
+    engine: {
+      instruments: createRulesInstruments(registry, logger),
+      onTruncation: (fields, event) =>
+        delivery.metrics.truncated(fields, { route: event.route, rule: event.rule, action: event.action }),
+    },
+    instruments: createReloadInstruments(registry, logger),
+    onSwap: (next) => {
+      if (!next.config) return;
+      config = next.config;
+      ingress.update({
+        topics: config.sns.topics,
+        autoConfirm: config.sns.autoConfirm,
+        basicAuth: config.server.basicAuth,
+      });
+      logger.level = config.log.level;
+      watcher?.setPaths(config.rules.paths);
+    },
+  });
+
+  const readiness = () => (draining ? 'draining' : delivery.readiness());
+  const ingress = createIngressFromConfig(config, {
+    handleNotification: (envelope, endpoint) =>
+      holder.evaluate(decodeNotification(envelope, endpoint)).events,
+    sink: delivery.sink,
+    logger,
+    registry,
+    readiness,
+    ...(opts.snsCa !== undefined ? { ca: opts.snsCa } : {}),
+  });
+
+  const snsApp = createSnsApp({ logger, readiness, ingress });
+  const recorder = delivery.recorder;
+  const adminApp = createAdminApp({
+    registry,
+    logger,
+    ...(recorder ? { recentEvents: () => recorder.list() } : {}),
+  });
+
+  let snsServer: NodeServer;
+  let metricsServer: NodeServer;
+  try {
+    snsServer = await listen(snsApp, config.server.host, config.server.port, config.server.tls);
+    try {
+      metricsServer = await listen(adminApp, config.metrics.host, config.metrics.port);
+    } catch (err) {
+      await closeServer(snsServer);
+      throw err;
+    }
+  } catch (err) {
+    await delivery.stop(0);
+    throw err;
+  }
+  snsServer.headersTimeout = HEADERS_TIMEOUT_MS;
+  snsServer.requestTimeout = REQUEST_TIMEOUT_MS;
+  snsServer.keepAliveTimeout = KEEP_ALIVE_TIMEOUT_MS;
+  const tls = config.server.tls;
+  const stopTlsWatch = tls ? watchTlsFiles(snsServer as HttpsServer, tls, logger) : () => {};
+  delivery.start();
+  if (config.rules.watch && config.rules.paths.length) {
+    watcher = watchAndReload(holder, config.rules.paths, {
+      debounceMs: config.rules.reloadDebounceMs,
+      onError: (err, dir) =>
+        logger.warn({ dir, err: err.message }, 'Cannot watch a rules directory; use SIGHUP to reload.'),
+    });
+  }
+
   const snsAddress = snsServer.address() as AddressInfo;
   const metricsAddress = metricsServer.address() as AddressInfo;
   logger.info(
     {
-      sns: `${config.server.tls ? 'https' : 'http'}://${snsAddress.address}:${snsAddress.port}`,
+      sns: `${tls ? 'https' : 'http'}://${snsAddress.address}:${snsAddress.port}`,
       metrics: `http://${metricsAddress.address}:${metricsAddress.port}`,
       dryRun: config.dryRun,
       config: config.file,
+      rules: holder.ruleSet.rules.length,
+      routes: Object.values(config.routes).map((r) => ({ route: r.name, keys: r.keys.map((k) => k.alias) })),
     },
     config.dryRun
-      ? 'Relay started in dry-run mode: no routing keys, nothing will be sent.'
+      ? 'Relay started in dry-run mode: no routing keys, events are listed at /-/events and not sent.'
       : 'Relay started.',
   );
 
   let closing: Promise<void> | undefined;
   const close = (reason = 'shutdown') => {
     closing ??= (async () => {
+      // Readiness turns false first: new SNS requests get 503 (SNS retries them later), requests
+      // already past that check finish their commit and get their answer.
       draining = true;
-      logger.info({ reason }, 'Relay stopping.');
+      logger.info({ reason }, 'Relay stopping: no longer accepting SNS messages.');
+      watcher?.close();
       stopTlsWatch();
-      await Promise.all([closeServer(snsServer), closeServer(metricsServer)]);
+      await closeServer(snsServer);
+      await delivery.stop(config.delivery.drainTimeoutMs);
+      await closeServer(metricsServer);
       logger.info('Relay stopped.');
       logger.flush();
     })();
     return closing;
   };
-  return { config, logger, snsAddress, metricsAddress, close };
+
+  return {
+    get config() {
+      return config;
+    },
+    logger,
+    delivery,
+    snsAddress,
+    metricsAddress,
+    reload: (trigger = 'manual') => holder.reload(trigger),
+    close,
+  };
 }
+
+/**
+ * What a reload loads: the config file again (when there is one) and the rules it names, checked
+ * against the routes that are running. Returns the config to run with — the new file's reloadable
+ * sections on top of the running ones — and warns about changes that wait for a restart.
+ */
+function loadForReload(running: Config, logger: Logger): LoadResult {
+  let next = running;
+  if (running.file) {
+    try {
+      next = loadConfig({ file: running.file });
+    } catch (err) {
+      const e = err as { problems?: Problem[]; message: string };
+      if (!e.problems) throw err;
+      return {
+        ok: false,
+        problems: e.problems.length
+          ? [...e.problems]
+          : [{ location: { file: running.file, line: 1, col: 1 }, path: '', message: e.message }],
+      };
+    }
+  }
+  const pending = sectionsNeedingRestart(running, next);
+  if (pending.length) {
+    logger.warn(
+      { sections: pending },
+      'The config file changed sections that apply only after a restart; they keep their running values.',
+    );
+  }
+  const effective: Config = {
+    ...running,
+    log: next.log,
+    sns: { ...running.sns, topics: next.sns.topics, autoConfirm: next.sns.autoConfirm },
+    server: { ...running.server, basicAuth: next.server.basicAuth },
+    rules: next.rules,
+  };
+  if (!effective.dryRun && effective.sns.topics.length === 0) {
+    return {
+      ok: false,
+      problems: [
+        {
+          location: { file: running.file ?? '<config>', line: 1, col: 1 },
+          path: 'sns.topics',
+          message: 'Refusing to drop the topic allow-list while routes have keys.',
+        },
+      ],
+    };
+  }
+  const rules = loadRulesForConfig(effective);
+  return rules.ok ? { ok: true, ruleSet: rules.ruleSet, config: effective } : rules;
+}
+
+/** Config sections a reload cannot apply to the running process, when they differ. */
+function sectionsNeedingRestart(a: Config, b: Config): string[] {
+  const fingerprint = (c: Config) => ({
+    server: { ...c.server, basicAuth: undefined },
+    metrics: c.metrics,
+    sns: { ...c.sns, topics: undefined, autoConfirm: undefined },
+    pagerduty: c.pagerduty,
+    routes: Object.values(c.routes).map((r) => [
+      r.name,
+      r.ratePerMinute,
+      r.keys.map((k) => [k.alias, k.key.fingerprint()]),
+    ]),
+    spool: c.spool,
+    delivery: c.delivery,
+  });
+  const fa = fingerprint(a);
+  const fb = fingerprint(b);
+  return (Object.keys(fa) as Array<keyof typeof fa>).filter(
+    (k) => JSON.stringify(fa[k]) !== JSON.stringify(fb[k]),
+  );
+}
+
+type NodeServer = HttpServer | HttpsServer;
 
 async function listen(
   app: Hono,
@@ -84,15 +270,29 @@ async function listen(
           serverOptions: { cert: readFileSync(tls.certFile), key: readFileSync(tls.keyFile) },
         }
       : {}),
-  });
+  }) as NodeServer;
   server.listen(port, host);
-  await once(server, 'listening');
+  try {
+    await Promise.race([
+      once(server, 'listening'),
+      once(server, 'error').then(([err]) => Promise.reject(err)),
+    ]);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const why =
+      code === 'EADDRINUSE'
+        ? 'the address is in use'
+        : code === 'EACCES'
+          ? 'permission denied'
+          : String(code ?? err);
+    throw new UserError(`Cannot listen on ${host}:${port}: ${why}.`);
+  }
   return server;
 }
 
 function closeServer(server: NodeServer): Promise<void> {
   return new Promise((resolve) => {
     server.close(() => resolve());
-    if ('closeIdleConnections' in server) server.closeIdleConnections();
+    server.closeIdleConnections();
   });
 }

@@ -4,7 +4,10 @@ import { dirname, join } from 'node:path';
 import { type Config, loadConfig } from '../config/load.js';
 import { KeyRing } from '../delivery/key-ring.js';
 import { SPOOL_FILE, SpoolOpenError, SqliteSpool } from '../delivery/sqlite-spool.js';
+import { formatProblem } from '../errors.js';
 import { PagerDutyClient } from '../pagerduty/client.js';
+import { loadRulesForConfig } from '../rules/reload.js';
+import { runRuleTests } from '../rules/rule-tests.js';
 import { type Command, configPath, type Io, parseCommandArgs } from './command.js';
 
 type Status = 'ok' | 'warn' | 'skip' | 'FAIL';
@@ -36,7 +39,7 @@ export const checkCommand: Command = {
     // A config with problems ends here: the CLI prints every problem with its location, exit 1.
     const config = loadConfig({ file: configPath(values.config) });
     const findings: Finding[] = [configFinding(config)];
-    // Rules: validated here once the rules loader is wired in (`pd-relay rules lint` does the same).
+    findings.push(...rulesFindings(config));
     findings.push(spoolFinding(config));
     if (values['send-test']) findings.push(...(await sendTest(config)));
     return report(findings, io);
@@ -52,6 +55,33 @@ function configFinding(config: Config): Finding {
     check: 'config',
     message: `${where}: ${routes.length} route${routes.length === 1 ? '' : 's'}, ${keys} key${keys === 1 ? '' : 's'}${config.dryRun ? ' (dry-run: nothing will be sent)' : ''}`,
   };
+}
+
+/** The rules `serve` would load (built-ins plus rules.paths, routes checked) and their tests: blocks. */
+function rulesFindings(config: Config): Finding[] {
+  const loaded = loadRulesForConfig(config);
+  if (!loaded.ok) {
+    return loaded.problems.map((p) => ({ status: 'FAIL', check: 'rules', message: formatProblem(p) }));
+  }
+  const { rules, files } = loaded.ruleSet;
+  const results = runRuleTests(loaded.ruleSet);
+  const failed = results.filter((r) => !r.ok);
+  const findings: Finding[] = [
+    {
+      status: failed.length ? 'FAIL' : 'ok',
+      check: 'rules',
+      message: `${rules.length} rules from ${files.length} file${files.length === 1 ? '' : 's'}; ${results.length - failed.length}/${results.length} rule tests pass`,
+    },
+  ];
+  for (const r of failed) {
+    const where = `${r.location.file}:${r.location.line}:${r.location.col}`;
+    findings.push({
+      status: 'FAIL',
+      check: 'rules',
+      message: `${where} ${r.rule} › ${r.name}: ${r.failures.join('; ')}`,
+    });
+  }
+  return findings;
 }
 
 function spoolFinding(config: Config): Finding {

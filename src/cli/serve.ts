@@ -14,10 +14,16 @@ export const serveCommand: Command = {
     const { values } = parseCommandArgs(args, { config: { type: 'string', short: 'c' } });
     const config = loadConfig({ file: configPath(values.config) });
     const relay = await startRelay(config);
+    // SIGHUP re-reads the config file and the rules; a reload with problems keeps the running ones.
+    const reload = () => {
+      relay.reload('signal');
+    };
+    process.on('SIGHUP', reload);
     await new Promise<void>((resolve) => {
       const stop = (signal: NodeJS.Signals) => {
         process.off('SIGINT', stop);
         process.off('SIGTERM', stop);
+        process.off('SIGHUP', reload);
         relay.close(signal).then(resolve, resolve);
       };
       process.on('SIGINT', stop);

@@ -10,9 +10,10 @@ import { PoolKeyAssigner } from '../../src/delivery/key-assigner.js';
 import { KeyRing } from '../../src/delivery/key-ring.js';
 import type { PendingEvent } from '../../src/delivery/spool.js';
 import { SqliteSpool } from '../../src/delivery/sqlite-spool.js';
-import { alarmEvent, entry, memoryLogger, tempDir } from '../helpers/delivery.js';
+import { alarmEvent, entry, tempDir } from '../helpers/delivery.js';
 import { FakePagerDuty, testRoutingKey } from '../helpers/fake-pagerduty.js';
 import { captureIo } from '../helpers/io.js';
+import { captureLogger } from '../helpers/log.js';
 
 const K1 = testRoutingKey('cli1');
 const K2 = testRoutingKey('cli2');
@@ -139,7 +140,7 @@ describe('pd-relay spool', () => {
   it('retry-dead-letters while the relay runs: the relay picks them up and delivers them', async () => {
     const config = loadConfig({ file });
     const delivery: Delivery = createDelivery(config, {
-      logger: memoryLogger().logger,
+      logger: captureLogger().logger,
       registry: new Registry(),
       pollIntervalMs: 20,
     });

@@ -5,8 +5,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDelivery, type Delivery } from '../../src/delivery/delivery.js';
 import { MAX_EVENT_BYTES } from '../../src/pagerduty/limits.js';
 import type { OutboundEvent } from '../../src/rules/types.js';
-import { entry, memoryLogger, tempDir, testConfig } from '../helpers/delivery.js';
+import { entry, tempDir, testConfig } from '../helpers/delivery.js';
 import { FakePagerDuty, testRoutingKey } from '../helpers/fake-pagerduty.js';
+import { captureLogger } from '../helpers/log.js';
 
 const CORPUS = resolve(process.env.PD_RELAY_CORPUS ?? join(import.meta.dirname, '../../../shared/corpus'));
 const MESSAGES = join(CORPUS, 'messages');
@@ -34,7 +35,7 @@ describe.skipIf(!present)('delivery of real AWS payloads', () => {
       url: fake.url,
       routes: { default: { keys: [testRoutingKey('corpus1'), testRoutingKey('corpus2')] } },
     });
-    delivery = createDelivery(config, { logger: memoryLogger().logger, registry: new Registry() });
+    delivery = createDelivery(config, { logger: captureLogger().logger, registry: new Registry() });
     delivery.start();
   });
   afterAll(async () => {

@@ -9,8 +9,9 @@ import { SqliteSpool } from '../../src/delivery/sqlite-spool.js';
 import { SpoolUnavailableError } from '../../src/delivery/types.js';
 import { MAX_EVENT_BYTES } from '../../src/pagerduty/limits.js';
 import type { OutboundEvent } from '../../src/rules/types.js';
-import { alarmEvent, entry, memoryLogger, type TestRoute, tempDir, testConfig } from '../helpers/delivery.js';
+import { alarmEvent, entry, type TestRoute, tempDir, testConfig } from '../helpers/delivery.js';
 import { type AcceptedEvent, FakePagerDuty, testRoutingKey } from '../helpers/fake-pagerduty.js';
+import { captureLogger } from '../helpers/log.js';
 
 const KEYS = [1, 2, 3, 4, 5].map((n) => testRoutingKey(`pool${n}`));
 const keysOf = (...ns: number[]) => ns.map((n) => ({ alias: `key-${n}`, key: KEYS[n - 1] as string }));
@@ -39,7 +40,7 @@ function config(routes: Record<string, TestRoute>, delivery: Record<string, numb
 }
 
 function start(cfg: Config) {
-  const log = memoryLogger('debug');
+  const log = captureLogger('debug');
   const registry = new Registry();
   const delivery = createDelivery(cfg, {
     logger: log.logger,
@@ -436,7 +437,7 @@ describe('delivery to PagerDuty', () => {
   });
 
   it('spreads events without a dedup key over the least-loaded keys, also for a backlog committed before start', async () => {
-    const log = memoryLogger();
+    const log = captureLogger();
     const delivery = createDelivery(config({ default: { keys: keysOf(1, 2, 3, 4) } }), {
       logger: log.logger,
       registry: new Registry(),
@@ -466,7 +467,7 @@ describe('delivery to PagerDuty', () => {
   });
 
   it('survives a bug in the PagerDuty client: logged, retried, and the rate window is not leaked', async () => {
-    const log = memoryLogger();
+    const log = captureLogger();
     let calls = 0;
     const delivery = createDelivery(config({ default: { keys: keysOf(1), ratePerMinute: 1 } }), {
       logger: log.logger,

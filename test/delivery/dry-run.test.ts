@@ -3,8 +3,9 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { createAdminApp } from '../../src/app.js';
 import { createDelivery, type Delivery } from '../../src/delivery/delivery.js';
 import { DryRunRecorder, type RecordedEvent } from '../../src/delivery/dry-run.js';
-import { alarmEvent, entry, memoryLogger, tempDir, testConfig } from '../helpers/delivery.js';
+import { alarmEvent, entry, tempDir, testConfig } from '../helpers/delivery.js';
 import { FakePagerDuty } from '../helpers/fake-pagerduty.js';
+import { captureLogger } from '../helpers/log.js';
 
 let cleanup: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
@@ -18,7 +19,7 @@ describe('dry-run', () => {
     const fake = await FakePagerDuty.start();
     const config = testConfig({ dir: tmp.dir, url: fake.url });
     expect(config.dryRun).toBe(true);
-    const { logger, lines } = memoryLogger();
+    const { logger, lines } = captureLogger();
     const registry = new Registry();
     const delivery: Delivery = createDelivery(config, { logger, registry });
     delivery.start();
@@ -74,11 +75,11 @@ describe('dry-run', () => {
     cleanup.push(tmp.cleanup);
     const live = createDelivery(
       testConfig({ dir: tmp.dir, routes: { default: { keys: ['k'.repeat(32)] } } }),
-      { logger: memoryLogger().logger, registry: new Registry() },
+      { logger: captureLogger().logger, registry: new Registry() },
     );
     await live.sink.commit(entry([alarmEvent('trigger', 'queued')]));
     await live.stop(0);
-    const { logger, lines } = memoryLogger();
+    const { logger, lines } = captureLogger();
     const dry = createDelivery(testConfig({ dir: tmp.dir }), { logger, registry: new Registry() });
     dry.start();
     cleanup.push(() => dry.stop(0));
@@ -89,7 +90,7 @@ describe('dry-run', () => {
   });
 
   it('answers 404 at /-/events when the relay has keys', async () => {
-    const app = createAdminApp({ registry: new Registry(), logger: memoryLogger().logger });
+    const app = createAdminApp({ registry: new Registry(), logger: captureLogger().logger });
     const res = await app.request('/-/events');
     expect(res.status).toBe(404);
     expect(await res.json()).toMatchObject({ error: 'not_dry_run' });

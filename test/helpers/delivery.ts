@@ -1,18 +1,7 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { type Config, parseConfig } from '../../src/config/load.js';
 import type { SpoolEntry } from '../../src/delivery/types.js';
 import { formatProblem } from '../../src/errors.js';
-import { createLogger, type Logger } from '../../src/log/logger.js';
 import type { OutboundEvent } from '../../src/rules/types.js';
-
-/** A temporary directory removed by the returned cleanup. */
-export function tempDir(prefix = 'pd-relay-test-'): { dir: string; cleanup: () => void } {
-  const dir = mkdtempSync(join(tmpdir(), prefix));
-  return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
-}
 
 export interface TestRoute {
   keys: Array<string | { alias: string; key: string }>;
@@ -43,32 +32,6 @@ export function testConfig(opts: {
   });
   if (!config) throw new Error(`Test config is invalid:\n${problems.map(formatProblem).join('\n')}`);
   return config;
-}
-
-/** A logger whose JSON lines are kept in memory. */
-export function memoryLogger(level: 'trace' | 'debug' | 'info' = 'debug'): {
-  logger: Logger;
-  lines: () => Array<Record<string, unknown>>;
-  text: () => string;
-} {
-  const chunks: string[] = [];
-  const destination = new Writable({
-    write(chunk, _enc, cb) {
-      chunks.push(String(chunk));
-      cb();
-    },
-  });
-  const logger = createLogger({ level, destination });
-  const text = () => chunks.join('');
-  return {
-    logger,
-    text,
-    lines: () =>
-      text()
-        .split('\n')
-        .filter(Boolean)
-        .map((l) => JSON.parse(l) as Record<string, unknown>),
-  };
 }
 
 /** An alarm trigger or resolve as the rules stage would produce it. */
@@ -108,3 +71,5 @@ export function entry(
     events,
   };
 }
+
+export { tempDir } from './temp.js';

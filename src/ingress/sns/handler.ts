@@ -62,7 +62,16 @@ export interface SnsIngressDeps {
 export interface SnsIngress {
   /** `endpoint` is the raw path segment after /sns/, or undefined for /sns itself. */
   handle(request: Request, endpoint: string | undefined): Promise<Response>;
+  /**
+   * Applies the settings a config reload may change while running: the topic allow-list,
+   * auto-confirmation and basic-auth credentials (a rotated password file). Requests already
+   * past the check keep the settings they started with.
+   */
+  update(policy: SnsIngressPolicy): void;
 }
+
+/** The part of SnsIngressOptions that a reload can change. */
+export type SnsIngressPolicy = Pick<SnsIngressOptions, 'topics' | 'autoConfirm' | 'basicAuth'>;
 
 /** A decided answer: status, stable code and human message (errors), or a result body (2xx). */
 interface Outcome {
@@ -98,8 +107,9 @@ export function createSnsIngress(deps: SnsIngressDeps): SnsIngress {
   const clock = deps.clock ?? systemClock;
   const newRequestId = deps.newRequestId ?? randomUUID;
   const hostPattern = compileHostPattern(options.certHostPattern);
-  const topicAllowed = compileTopicAllowList(options.topics);
-  const checkAuth = options.basicAuth ? createBasicAuthCheck(options.basicAuth) : undefined;
+  let topicAllowed = compileTopicAllowList(options.topics);
+  let autoConfirm = options.autoConfirm;
+  let checkAuth = options.basicAuth ? createBasicAuthCheck(options.basicAuth) : undefined;
   const dedup = createDeduplicator(options.messageIdCacheSize, sink);
 
   const decide = async (
@@ -241,7 +251,7 @@ export function createSnsIngress(deps: SnsIngressDeps): SnsIngress {
   };
 
   const confirmSubscription = async (topic: string, url: URL, rec: RequestRecord): Promise<Outcome> => {
-    if (!options.autoConfirm) {
+    if (!autoConfirm) {
       instruments.confirmationNeedsHuman({ reqId: rec.reqId, topic, subscribeUrl: url.href });
       return ok('confirm_logged');
     }
@@ -268,6 +278,11 @@ export function createSnsIngress(deps: SnsIngressDeps): SnsIngress {
   };
 
   return {
+    update(policy) {
+      topicAllowed = compileTopicAllowList(policy.topics);
+      autoConfirm = policy.autoConfirm;
+      checkAuth = policy.basicAuth ? createBasicAuthCheck(policy.basicAuth) : undefined;
+    },
     async handle(request, rawEndpoint) {
       const started = performance.now();
       const rec: RequestRecord = {

@@ -1,0 +1,215 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { type Config, loadConfig } from '../../src/config/load.js';
+import { type Relay, startRelay } from '../../src/main.js';
+import { FakePagerDuty, testRoutingKey } from '../helpers/fake-pagerduty.js';
+import { type Envelope, FakeSns } from '../helpers/fake-sns.js';
+import { captureLogger } from '../helpers/log.js';
+import { tempDir, writeIn } from '../helpers/temp.js';
+
+const TOPIC = 'arn:aws:sns:eu-west-1:123456789012:alarms';
+const ALARM_ARN = 'arn:aws:cloudwatch:eu-west-1:123456789012:alarm:api-5xx';
+const KEY = testRoutingKey(1);
+
+function alarm(state: 'ALARM' | 'OK'): string {
+  return JSON.stringify({
+    AlarmName: 'api-5xx',
+    AlarmDescription: 'API errors. severity=critical',
+    AWSAccountId: '123456789012',
+    NewStateValue: state,
+    NewStateReason:
+      state === 'ALARM' ? 'Threshold Crossed: 1 datapoint [12.0] was >= 5.0.' : 'Back to normal.',
+    StateChangeTime: '2026-11-20T10:00:00.000+0000',
+    Region: 'EU (Ireland)',
+    AlarmArn: ALARM_ARN,
+    OldStateValue: state === 'ALARM' ? 'OK' : 'ALARM',
+    Trigger: {
+      MetricName: '5XXError',
+      Namespace: 'AWS/ApiGateway',
+      StatisticType: 'Statistic',
+      Statistic: 'SUM',
+      Dimensions: [{ name: 'ApiName', value: 'shop' }],
+      Period: 60,
+      EvaluationPeriods: 1,
+      ComparisonOperator: 'GreaterThanOrEqualToThreshold',
+      Threshold: 5,
+    },
+  });
+}
+
+/**
+ * The composition root, in-process: the real ingress, rules, spool and dispatcher wired by
+ * startRelay, against FakeSns (certificates, SubscribeURL) and FakePagerDuty over real sockets.
+ */
+describe('startRelay wiring', () => {
+  let sns: FakeSns;
+  let pd: FakePagerDuty;
+  let relay: Relay | undefined;
+  let cleanup: (() => void) | undefined;
+  beforeAll(async () => {
+    sns = await FakeSns.start();
+    pd = await FakePagerDuty.start();
+  });
+  afterAll(async () => {
+    await sns.close();
+    await pd.close();
+  });
+  afterEach(async () => {
+    await relay?.close();
+    relay = undefined;
+    cleanup?.();
+    pd.clearRecords();
+  });
+
+  async function start(
+    extraYaml = '',
+    opts: { keys?: boolean } = {},
+  ): Promise<{ relay: Relay; dir: string; log: ReturnType<typeof captureLogger> }> {
+    const t = tempDir();
+    cleanup = t.cleanup;
+    mkdirSync(join(t.dir, 'rules'));
+    const file = writeIn(
+      t.dir,
+      'config.yaml',
+      [
+        'server: { host: 127.0.0.1, port: 0 }',
+        'metrics: { host: 127.0.0.1, port: 0 }',
+        'sns:',
+        `  topics: ["${TOPIC}"]`,
+        `  certHostPattern: '${sns.certHostPattern}'`,
+        `pagerduty: { url: "${pd.url}" }`,
+        opts.keys === false ? '' : `routes: { default: { keys: ["${KEY}"] } }`,
+        'rules: { paths: [rules], watch: false }',
+        'delivery: { minBackoffMs: 10, maxBackoffMs: 50 }',
+        extraYaml,
+      ].join('\n'),
+    );
+    const log = captureLogger('debug');
+    const config: Config = loadConfig({ file, env: {} });
+    relay = await startRelay(config, { logger: log.logger, snsCa: sns.caPem });
+    return { relay, dir: t.dir, log };
+  }
+
+  const post = (r: Relay, envelope: Envelope, path = '/sns') =>
+    fetch(`http://127.0.0.1:${r.snsAddress.port}${path}`, {
+      method: 'POST',
+      headers: {
+        'content-type': 'text/plain; charset=UTF-8',
+        'x-amz-sns-message-type': String(envelope.Type),
+      },
+      body: JSON.stringify(envelope),
+    });
+
+  it('confirms the subscription, then triggers and resolves one alert on the same key', async () => {
+    const { relay } = await start();
+    const confirm = await post(relay, sns.subscriptionConfirmation({ topic: TOPIC }));
+    expect(confirm.status).toBe(200);
+    expect(sns.confirmations()).toHaveLength(1);
+
+    const trigger = await post(
+      relay,
+      sns.notification({ topic: TOPIC, subject: 'ALARM: "api-5xx"', message: alarm('ALARM') }),
+    );
+    expect(trigger.status).toBe(200);
+    const resolve = await post(
+      relay,
+      sns.notification({ topic: TOPIC, subject: 'OK: "api-5xx"', message: alarm('OK') }),
+    );
+    expect(resolve.status).toBe(200);
+
+    await pd.waitFor((f) => f.accepted.length === 2, 10_000, 'trigger and resolve');
+    const [t, r] = pd.accepted;
+    expect(t).toMatchObject({ routingKey: KEY, action: 'trigger', dedupKey: ALARM_ARN });
+    expect(t?.body).toMatchObject({ payload: { severity: 'critical' } });
+    expect(r).toMatchObject({ routingKey: KEY, action: 'resolve', dedupKey: ALARM_ARN });
+  });
+
+  it('answers a redelivered MessageId 200 without a second event', async () => {
+    const { relay } = await start();
+    const envelope = sns.notification({ topic: TOPIC, message: alarm('ALARM') });
+    expect((await post(relay, envelope)).status).toBe(200);
+    const again = await post(relay, envelope);
+    expect(again.status).toBe(200);
+    expect(await again.json()).toEqual({ result: 'duplicate' });
+    await pd.waitFor((f) => f.accepted.length === 1);
+    await new Promise((r) => setTimeout(r, 200));
+    expect(pd.accepted).toHaveLength(1);
+  });
+
+  it('in dry-run lists the events at /-/events on the metrics port and sends nothing', async () => {
+    const { relay } = await start('', { keys: false });
+    expect(relay.config.dryRun).toBe(true);
+    expect((await post(relay, sns.notification({ topic: TOPIC, message: alarm('ALARM') }))).status).toBe(200);
+    const res = await fetch(`http://127.0.0.1:${relay.metricsAddress.port}/-/events`);
+    const { events } = (await res.json()) as {
+      events: Array<{ route: string; action: string; event: { dedup_key: string } }>;
+    };
+    expect(events).toHaveLength(1);
+    expect(events[0]).toMatchObject({ route: 'default', action: 'trigger', event: { dedup_key: ALARM_ARN } });
+    expect(pd.requests).toHaveLength(0);
+  });
+
+  it('reload applies new rules and the topic allow-list; a broken rule file keeps the running rules', async () => {
+    const { relay, dir, log } = await start();
+    const custom = JSON.stringify({ team: 'payments', text: 'card declines up' });
+    writeFileSync(
+      join(dir, 'rules/payments.yaml'),
+      [
+        '- name: payments',
+        '  match: { kind: [json], message: { team: [payments] } }',
+        '  dedup_key: "payments/{{ message.text }}"',
+        '  payload: { summary: "Payments: {{ message.text }}", severity: warning }',
+      ].join('\n'),
+    );
+    expect(relay.reload().ok).toBe(true);
+    expect((await post(relay, sns.notification({ topic: TOPIC, message: custom }))).status).toBe(200);
+    await pd.waitFor((f) => f.accepted.length === 1);
+    expect(pd.accepted[0]?.body).toMatchObject({
+      dedup_key: 'payments/card declines up',
+      payload: { severity: 'warning' },
+    });
+
+    writeFileSync(
+      join(dir, 'rules/payments.yaml'),
+      '- name: payments\n  match: { kind: [json] }\n  payload: { summary: "{{ x | nope }}" }\n',
+    );
+    const failed = relay.reload();
+    expect(failed.ok).toBe(false);
+    expect(log.text()).toContain('undefined filter: nope');
+    expect(
+      (
+        await post(
+          relay,
+          sns.notification({ topic: TOPIC, message: JSON.stringify({ team: 'payments', text: 'again' }) }),
+        )
+      ).status,
+    ).toBe(200);
+    await pd.waitFor((f) => f.accepted.length === 2);
+    expect(pd.accepted[1]?.dedupKey).toBe('payments/again');
+
+    // A narrower allow-list applies at once; a changed key pool waits for a restart and says so.
+    const configFile = relay.config.file as string;
+    writeFileSync(
+      configFile,
+      (await import('node:fs'))
+        .readFileSync(configFile, 'utf8')
+        .replace(`topics: ["${TOPIC}"]`, 'topics: ["arn:aws:sns:*:999999999999:*"]')
+        .replace(KEY, testRoutingKey(2)),
+    );
+    writeFileSync(join(dir, 'rules/payments.yaml'), '');
+    expect(relay.reload('signal').ok).toBe(true);
+    expect((await post(relay, sns.notification({ topic: TOPIC, message: alarm('ALARM') }))).status).toBe(403);
+    expect(
+      log
+        .lines()
+        .some(
+          (l) =>
+            l.msg ===
+              'The config file changed sections that apply only after a restart; they keep their running values.' &&
+            JSON.stringify(l.sections) === '["routes"]',
+        ),
+    ).toBe(true);
+    expect(log.text()).not.toContain(testRoutingKey(2));
+  });
+});
