@@ -1,4 +1,4 @@
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { run } from '../../src/cli/main.js';
@@ -40,11 +40,27 @@ function configFile(keys: Array<[string, string]>, spoolDir = './data'): string 
 }
 
 describe('pd-relay check', () => {
+  it('fails on rules that serve would refuse, each problem located', async () => {
+    const file = configFile([]);
+    writeFileSync(file, `${readFileSync(file, 'utf8')}rules:\n  paths: [team.yaml]\n`);
+    writeFileSync(
+      join(tmp.dir, 'team.yaml'),
+      '- name: team\n  match: { kind: [json] }\n  route: nowhere\n  payload: { summary: "x" }\n',
+    );
+    const io = captureIo();
+    expect(await run(['check', '--config', file], io)).toBe(1);
+    expect(io.stderr.join('\n')).toMatch(
+      /^FAIL {2}rules {3}.*team\.yaml:3:10 \[0\]\.route: Unknown route "nowhere"; configured routes: default$/m,
+    );
+    expect(io.stderr.at(-1)).toBe('1 check failed.');
+  });
+
   it('passes a valid config whose spool does not exist yet, without creating it', async () => {
     const io = captureIo();
     expect(await run(['check', '--config', configFile([['main', GOOD]])], io)).toBe(0);
     expect(io.stdout).toEqual([
       expect.stringMatching(/^ok {4}config {2}.*pd-relay\.yaml: 1 route, 1 key$/),
+      expect.stringMatching(/^ok {4}rules {3}\d+ rules from \d+ files; (\d+)\/\1 rule tests pass$/),
       expect.stringMatching(/^ok {4}spool {3}.*spool\.db does not exist yet; serve will create it$/),
       'All checks passed.',
     ]);
@@ -108,6 +124,7 @@ describe('pd-relay check', () => {
     expect(await run(['check', '--config', file, '--send-test'], io)).toBe(0);
     expect(io.stdout).toEqual([
       expect.stringMatching(/1 route, 0 keys \(dry-run: nothing will be sent\)$/),
+      expect.stringMatching(/^ok {4}rules {6}\d+ rules from \d+ files; (\d+)\/\1 rule tests pass$/),
       expect.stringMatching(
         /^ok {4}spool {6}.*spool\.db: writable, 0 pending, 0 dead letters, 0 open alerts$/,
       ),
