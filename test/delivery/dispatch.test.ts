@@ -3,7 +3,7 @@ import { Registry } from 'prom-client';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Config } from '../../src/config/load.js';
 import { createDelivery, type Delivery } from '../../src/delivery/delivery.js';
-import { pickForDedupKey } from '../../src/delivery/key-assigner.js';
+import { PoolKeyAssigner, pickForDedupKey } from '../../src/delivery/key-assigner.js';
 import { KeyRing } from '../../src/delivery/key-ring.js';
 import { SqliteSpool } from '../../src/delivery/sqlite-spool.js';
 import { SpoolUnavailableError } from '../../src/delivery/types.js';
@@ -297,6 +297,36 @@ describe('delivery to PagerDuty', () => {
       await slow.waitFor((f) => f.accepted.length === 15, 10_000, 'the next window');
       expect(slow.count(429)).toBe(0);
       expect(slow.maxInWindow()).toBeLessThanOrEqual(10);
+    } finally {
+      await slow.close();
+    }
+  });
+
+  it('after a kill -9, counts the requests the dead process sent without recording them', async () => {
+    // The state a process killed mid-flight leaves: its last requests reached PagerDuty, but their
+    // records (and their events' deletes) were still waiting for the next group commit. Here: two
+    // requests PagerDuty counted, a backlog in the spool, an empty request log.
+    const limit = 10;
+    const cfg = config({ default: { keys: keysOf(1), ratePerMinute: limit } }, { rateWindowMs: 2000 });
+    const slow = await FakePagerDuty.start({ windowMs: 2000, limit });
+    const at = (c: Config): Config => ({ ...c, pagerduty: { ...c.pagerduty, url: slow.url } });
+    try {
+      const spool = new SqliteSpool({ dir: tmp.dir, assigner: new PoolKeyAssigner(new KeyRing(cfg.routes)) });
+      const backlog = Array.from({ length: limit + 4 }, (_, i) => alarmEvent('trigger', `crash-${i}`));
+      await Promise.all(backlog.map((e) => spool.commit(entry([e]))));
+      spool.close();
+      for (const e of backlog.slice(0, 2)) {
+        const res = await fetch(`${slow.url}/v2/enqueue`, {
+          method: 'POST',
+          body: JSON.stringify({ ...e.body, routing_key: KEYS[0] }),
+        });
+        expect(res.status).toBe(202);
+      }
+
+      start(at(cfg));
+      await slow.waitFor((f) => f.accepted.length === backlog.length + 2, 10_000, 'the backlog');
+      expect(slow.count(429)).toBe(0);
+      expect(slow.maxInWindow()).toBeLessThanOrEqual(limit);
     } finally {
       await slow.close();
     }
