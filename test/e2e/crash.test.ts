@@ -64,7 +64,7 @@ describe('e2e: kill -9 and restart on the same spool', () => {
 
     const load = new Load(sns, message, { concurrency: 16 }).start();
     await until(
-      () => load.ok().length >= 300 && world.pd.accepted.length >= 50,
+      () => load.ok().length >= 200 && world.pd.accepted.length >= 50,
       'a storm in full flow',
       20_000,
     );
@@ -118,7 +118,7 @@ describe('e2e: kill -9 and restart on the same spool', () => {
     };
     let relay = await world.startRelay(dir, opts);
     const sns = world.client(() => relay);
-    const total = 200;
+    const total = 120;
     const load = new Load(sns, message, { concurrency: 16, total }).start();
     await load.done();
     expect(load.tally()).toEqual({ 200: total });
