@@ -122,14 +122,15 @@ describe('delivery to PagerDuty', () => {
     expect(fake.count(503)).toBeGreaterThan(20);
     expect(fake.count(429)).toBe(0);
     expect(fake.maxInWindow()).toBeLessThanOrEqual(20);
-    expect(await metric(registry, 'pdrelay_events_total', { outcome: 'delivered' })).toBe(200);
+    // The fake records an event before its answer reaches the relay: poll what the relay counts.
+    await expect.poll(() => metric(registry, 'pdrelay_events_total', { outcome: 'delivered' })).toBe(200);
     expect(await metric(registry, 'pdrelay_delivery_retries_total', { reason: 'server_error' })).toBe(
       fake.count(503),
     );
     expect(await metric(registry, 'pdrelay_pagerduty_requests_total', { code_class: '5xx' })).toBe(
       fake.count(503),
     );
-    expect(delivery.stats().counts?.pending).toBe(0);
+    await expect.poll(() => delivery.stats().counts?.pending).toBe(0);
   });
 
   it('delivers an alarm with a 200 KB description of control characters (6× when JSON-escaped) within 512,000 bytes', async () => {
@@ -149,7 +150,9 @@ describe('delivery to PagerDuty', () => {
     expect(details.NewStateReason).toBe('Threshold crossed');
     expect(String(details.AlarmDescription).startsWith(control.slice(0, 1000))).toBe(true);
     expect(details.pd_relay_truncated).toMatchObject({ cut: ['AlarmDescription'] });
-    expect(await metric(registry, 'pdrelay_payload_truncations_total', { field: 'custom_details' })).toBe(1);
+    await expect
+      .poll(() => metric(registry, 'pdrelay_payload_truncations_total', { field: 'custom_details' }))
+      .toBe(1);
   });
 
   it('keeps resolves on their triggers’ keys when the pool grows from 4 to 5 keys between trigger and resolve', async () => {
