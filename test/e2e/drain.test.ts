@@ -76,6 +76,12 @@ describe('e2e: SIGTERM drain under load', () => {
         .filter((r) => r.status !== null && r.status !== 200 && r.status !== 503)
         .map(describeResult),
     ).toEqual([]);
+    // A 503 says why, in the one error shape: not ready (draining).
+    for (const r of load.results.filter((x) => x.status === 503))
+      expect(JSON.parse(r.body)).toMatchObject({
+        error: 'not_ready',
+        message: expect.stringContaining('draining'),
+      });
     // Requests that never got in found the port closed; SNS retries those.
     for (const r of load.results.filter((x) => x.status === null))
       expect(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'socket hang up']).toContain(r.error);
