@@ -76,13 +76,15 @@ export class Dispatcher {
    */
   load(): void {
     const { spool, window, clock, delivery } = this.#o;
-    // The requests of the last window before a restart still count against it.
+    // The requests of the last window before a restart still count against it. The log keeps
+    // whole milliseconds of wall time: a request recorded at T ended in [T, T + 1), so it counts
+    // from the end of its millisecond (reading `now` truncates too, which this also covers).
     const now = clock.now();
     const mono = clock.monotonic();
     for (const [fp, ends] of spool.recentSends(now - delivery.rateWindowMs)) {
       window.seed(
         fp,
-        ends.map((at) => mono - (now - at)),
+        ends.map((at) => mono - (now - at) + 1),
       );
     }
     this.place(spool.pending());

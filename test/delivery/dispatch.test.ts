@@ -305,6 +305,33 @@ describe('delivery to PagerDuty', () => {
     }
   });
 
+  it('counts a request recorded in millisecond T until a whole window after the end of T', async () => {
+    // The request log keeps whole milliseconds (Date.now()): a request recorded at T ended somewhere
+    // in [T, T + 1). At wall time T + windowMs it may not be a window old yet, so after a restart it
+    // still holds its slot. Both clocks stand still here, so that the boundary is exact.
+    const windowMs = 2000;
+    const cfg = config({ default: { keys: keysOf(1), ratePerMinute: 1 } }, { rateWindowMs: windowMs });
+    const T = 1_700_000_000_000;
+    const ring = new KeyRing(cfg.routes);
+    const spool = new SqliteSpool({ dir: tmp.dir, assigner: new PoolKeyAssigner(ring) });
+    spool.recordSend(ring.keysOf('default')[0]?.fp as string, T, 0);
+    spool.close();
+
+    const log = captureLogger('debug');
+    const delivery = createDelivery(cfg, {
+      logger: log.logger,
+      registry: new Registry(),
+      clock: { now: () => T + windowMs, monotonic: () => 5_000_000 },
+    });
+    running.push(delivery);
+    delivery.start();
+    await delivery.sink.commit(entry([alarmEvent('trigger', 'after-restart')]));
+    await expect
+      .poll(() => log.lines().find((l) => l.msg === 'Rate window full; waiting.'))
+      .toMatchObject({ waitMs: 1 });
+    expect(fake.requests).toEqual([]);
+  });
+
   it('after a kill -9, counts the requests the dead process sent without recording them', async () => {
     // The state a process killed mid-flight leaves: its last requests reached PagerDuty, but their
     // records (and their events' deletes) were still waiting for the next group commit. Here: two
