@@ -121,6 +121,9 @@ describe('e2e: a full or read-only spool', () => {
     fix();
     world.pd.heal();
     await relay.waitForLog((l) => l.msg === 'The spool is writable again.', 15_000);
+    // The backlog drains (for the size cap, that is what frees the space), then SNS is welcome again.
+    const ackedBefore = results.filter((r) => r.status === 200).length;
+    await world.pd.waitFor((f) => f.accepted.length >= ackedBefore, 20_000, 'the backlog');
     expect((await sns.get('/readyz')).status).toBe(200);
     const after = await Promise.all(Array.from({ length: 5 }, () => sns.post(message('after'))));
     expect(after.map((r) => r.status)).toEqual([200, 200, 200, 200, 200]);

@@ -1,4 +1,4 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FakePagerDuty, type FakePagerDutyOptions } from '../../helpers/fake-pagerduty.js';
 import { type Envelope, FakeSns, type NotificationOptions, testTls } from '../../helpers/fake-sns.js';
@@ -6,6 +6,25 @@ import { RelayProcess } from '../../helpers/relay-process.js';
 import { tempDir } from '../../helpers/temp.js';
 import { randomSecret, SecretWatch } from './secrets.js';
 import { SnsClient } from './sns-client.js';
+
+const ROOT = new URL('../../../', import.meta.url).pathname;
+
+/**
+ * The suite runs the built relay (dist/), as users do: `npm test` builds it first. Running vitest
+ * on its own after editing src/ would test the previous build, so say so.
+ */
+function checkBuild(): void {
+  const entry = join(ROOT, 'dist/cli/main.js');
+  if (!existsSync(entry))
+    throw new Error('Expected a built relay in dist/: run `npm run build` (npm test does).');
+  const built = statSync(entry).mtimeMs;
+  const newer = (dir: string): boolean =>
+    readdirSync(dir, { withFileTypes: true }).some((d) =>
+      d.isDirectory() ? newer(join(dir, d.name)) : statSync(join(dir, d.name)).mtimeMs > built,
+    );
+  if (newer(join(ROOT, 'src')))
+    console.warn('e2e: src/ changed after the last build; these tests run dist/ (run `npm run build`).');
+}
 
 /** The topic every e2e scenario publishes to (allowed by the relay's `sns.topics`). */
 export const TOPIC = 'arn:aws:sns:eu-west-1:123456789012:e2e-alarms';
@@ -70,6 +89,7 @@ export class E2eWorld {
   }
 
   static async start(pd: FakePagerDutyOptions = {}): Promise<E2eWorld> {
+    checkBuild();
     const [sns, fake] = await Promise.all([FakeSns.start(), FakePagerDuty.start(pd)]);
     return new E2eWorld(sns, fake);
   }
