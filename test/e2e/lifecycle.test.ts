@@ -1,5 +1,5 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { E2eWorld, TOPIC, until } from './helpers/world.js';
+import { E2eWorld, metricValue, TOPIC, until } from './helpers/world.js';
 
 const ALARM_ARN = 'arn:aws:cloudwatch:eu-west-1:123456789012:alarm:checkout-5xx';
 
@@ -61,7 +61,8 @@ describe('e2e: subscribe, confirm, trigger and resolve over HTTPS with basic aut
     const relay = await world.startRelay(world.dir(), {
       tls: true,
       basicAuth: true,
-      logLevel: 'debug',
+      // The most verbose level: whatever the relay can say about a request is in the grep.
+      logLevel: 'trace',
       routes: { default: { aliases: pool } },
     });
     expect(relay.snsUrl).toMatch(/^https:\/\/127\.0\.0\.1:\d+$/);
@@ -140,6 +141,38 @@ describe('e2e: subscribe, confirm, trigger and resolve over HTTPS with basic aut
     });
     await new Promise((res) => setTimeout(res, 200));
     expect(world.pd.accepted).toHaveLength(2);
+  });
+
+  it('names a routing key PagerDuty refuses by its alias only: logs, metrics, dead letters, the CLI', async () => {
+    const dir = world.dir();
+    const relay = await world.startRelay(dir, {
+      tls: true,
+      basicAuth: true,
+      logLevel: 'debug',
+      routes: { default: { aliases: ['pd-good', 'pd-revoked'] } },
+    });
+    // The integration behind one key was deleted: PagerDuty answers 400 "Invalid routing key".
+    world.pd.invalidateKey(world.key('pd-revoked'));
+    const sns = world.client(() => relay, { credentials: true });
+    for (let i = 0; i < 8; i++) {
+      const r = await sns.post(world.notification({ e2e: 1, alert: `k${i}`, seq: 0 }));
+      expect(r.status).toBe(200);
+    }
+    const refused = await relay.waitForLog((l) => l.msg.startsWith('PagerDuty refused the routing key'));
+    expect(refused).toMatchObject({ level: 'error', key: 'pd-revoked', reason: 'bad_key' });
+    await world.pd.waitFor((f) => f.requests.length >= 8, 10_000, 'every event tried');
+
+    const letters = await world.cli(dir, ['spool', 'dead-letters', '--json']);
+    expect(letters.status).toBe(0);
+    expect(letters.stdout).toContain('bad_key');
+    expect((await world.cli(dir, ['spool', 'stats'])).status).toBe(0);
+    const check = await world.cli(dir, ['check', '--send-test']);
+    expect(check.status).toBe(1);
+    expect(`${check.stdout}${check.stderr}`).toContain('pd-revoked');
+    const metrics = await world.metrics(relay);
+    expect(metricValue(metrics, 'pdrelay_dead_letters_total', { reason: 'bad_key' })).toBeGreaterThanOrEqual(
+      1,
+    );
   });
 
   it('refuses wrong and missing credentials with 401 and a challenge, and sends nothing', async () => {

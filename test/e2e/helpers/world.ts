@@ -1,3 +1,4 @@
+import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FakePagerDuty, type FakePagerDutyOptions } from '../../helpers/fake-pagerduty.js';
@@ -205,6 +206,30 @@ export class E2eWorld {
       topic: TOPIC,
       message: typeof message === 'string' ? message : JSON.stringify(message),
       ...opts,
+    });
+  }
+
+  /**
+   * Runs `pd-relay <args> --config <dir>/config.yaml` (the built CLI, as an operator would beside
+   * the running relay) and records its output for the grep. Asynchronous: the fakes it may talk to
+   * (`check --send-test`) live in this process.
+   */
+  cli(dir: string, args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
+    return new Promise((resolve) => {
+      execFile(
+        process.execPath,
+        [join(ROOT, 'bin/pd-relay.js'), ...args, '--config', join(dir, 'config.yaml')],
+        {
+          encoding: 'utf8',
+          env: { PATH: process.env.PATH ?? '', NODE_EXTRA_CA_CERTS: this.sns.caFile },
+          timeout: 30_000,
+        },
+        (err, stdout, stderr) => {
+          this.secrets.record(`the output of pd-relay ${args.join(' ')}`, `${stdout}\n${stderr}`);
+          const code = err ? (typeof err.code === 'number' ? err.code : null) : 0;
+          resolve({ status: code, stdout, stderr });
+        },
+      );
     });
   }
 
