@@ -176,11 +176,12 @@ describe('rule order and names', () => {
     true,
   );
 
-  it('fallback rules go last, after the user rules', () => {
-    expect(ruleNames([builtin, src('user.yaml', '- name: mine\n')])).toEqual([
+  it('user rules go before the built-ins, fallback rules last', () => {
+    expect(ruleNames([builtin, src('user.yaml', '- name: mine\n- name: also-mine\n')])).toEqual([
+      'mine',
+      'also-mine',
       'alarms',
       'insufficient',
-      'mine',
       'catch-all',
     ]);
   });
