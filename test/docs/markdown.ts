@@ -142,3 +142,29 @@ export function codeSpan(cell: string): string | undefined {
   const m = /^`([^`]*)`$/.exec(cell.trim());
   return m ? (m[1] as string) : undefined;
 }
+
+/**
+ * The part of a document under a heading (the heading's text exactly, any level), up to the next
+ * heading of the same or a higher level; undefined when there is no such heading.
+ */
+export function section(doc: Doc, heading: string): Doc | undefined {
+  const lines = doc.text.split('\n');
+  let fence = false;
+  let start = -1;
+  let level = 0;
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i] as string;
+    if (/^ {0,3}(```|~~~)/.test(line)) fence = !fence;
+    if (fence) continue;
+    const h = /^(#{1,6})\s+(.*?)\s*#*\s*$/.exec(line);
+    if (!h) continue;
+    const hashes = (h[1] as string).length;
+    if (start < 0 && h[2] === heading) {
+      start = i;
+      level = hashes;
+    } else if (start >= 0 && hashes <= level) {
+      return { path: doc.path, text: lines.slice(start, i).join('\n') };
+    }
+  }
+  return start < 0 ? undefined : { path: doc.path, text: lines.slice(start).join('\n') };
+}
