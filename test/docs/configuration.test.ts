@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { z } from 'zod';
 import { configSchema } from '../../src/config/schema.js';
 import { codeSpan, requireDoc, tableRows } from './markdown.js';
+import { configKeys, RECORD_SEGMENT } from './sources.js';
 
 /**
  * docs/configuration.md documents every configuration key with its real default: its key tables
@@ -9,30 +9,6 @@ import { codeSpan, requireDoc, tableRows } from './markdown.js';
  * src/config/schema.ts, so that a key added, renamed or given another default fails here until the
  * documentation says so.
  */
-
-/** How a record's entry appears in key paths and in the documentation (`routes.<name>.keys`). */
-const RECORD_SEGMENT = '<name>';
-
-interface JsonSchema {
-  type?: string;
-  properties?: Record<string, JsonSchema>;
-  additionalProperties?: JsonSchema | boolean;
-}
-
-/** Every leaf key of the schema, records written with RECORD_SEGMENT. */
-function schemaKeys(): string[] {
-  const root = z.toJSONSchema(configSchema, { io: 'input', unrepresentable: 'any' }) as JsonSchema;
-  const keys: string[] = [];
-  const walk = (node: JsonSchema, path: string[]) => {
-    if (node.type === 'object' && node.properties && Object.keys(node.properties).length) {
-      for (const [k, v] of Object.entries(node.properties)) walk(v, [...path, k]);
-    } else if (node.type === 'object' && typeof node.additionalProperties === 'object') {
-      walk(node.additionalProperties, [...path, RECORD_SEGMENT]);
-    } else keys.push(path.join('.'));
-  };
-  walk(root, []);
-  return keys;
-}
 
 /** The defaults the schema fills in, with a record entry named "x" standing for RECORD_SEGMENT. */
 const DEFAULTS = configSchema.parse({ routes: { x: {} } });
@@ -63,7 +39,7 @@ for (const row of tableRows(doc)) {
 }
 
 describe('docs/configuration.md', () => {
-  const keys = schemaKeys();
+  const keys = configKeys();
 
   it('finds the schema keys and the documented ones (the test can fail)', () => {
     expect(keys).toContain('server.port');
