@@ -173,15 +173,16 @@ export function buildRuleSet(
     });
   }
   if (problems.length) return { ok: false, problems };
-  // Evaluation order: user rules, then built-in rules, then fallback rules (the catch-all), each
-  // group in load order. User rules go first so that they can route, re-grade or drop what a
+  // Evaluation order: user rules, then built-in rules, then fallback rules (user fallbacks before
+  // the built-in catch-all), each group in load order. User rules go first so that they can route, re-grade or drop what a
   // built-in would otherwise decide (DESIGN.md had built-ins first, which left users no way to
   // handle an AWS message a built-in matches short of replacing the whole built-in).
   const active = ordered.filter((s) => s.rule.enabled);
   const rules = [
     ...active.filter((s) => !s.builtinSlot && !s.rule.fallback),
     ...active.filter((s) => s.builtinSlot && !s.rule.fallback),
-    ...active.filter((s) => s.rule.fallback),
+    ...active.filter((s) => !s.builtinSlot && s.rule.fallback),
+    ...active.filter((s) => s.builtinSlot && s.rule.fallback),
   ].map((s) => s.rule);
   return { ok: true, ruleSet: { rules, files: sources.map((s) => s.display), routes } };
 }
