@@ -19,12 +19,14 @@ const USAGE = [
   '  dead-letters          List dead letters with their reason (--json, --limit N)',
   '  retry-dead-letters    Queue dead letters again (all, or --id ID, repeatable);',
   '                        a running relay picks them up within a second',
+  '  discard-dead-letters  Delete dead letters for good (--id ID, repeatable, or --all)',
   '',
   'Options:',
   '  --config FILE  Configuration file (default: $PD_RELAY_CONFIG, else built-in defaults)',
   '  --json         Machine-readable output (stats, dead-letters)',
   '  --limit N      Show at most N dead letters',
-  '  --id ID        A dead letter to retry (repeatable)',
+  '  --id ID        A dead letter to retry or discard (repeatable)',
+  '  --all          Discard every dead letter',
 ].join('\n');
 
 export const spoolCommand: Command = {
@@ -38,19 +40,28 @@ export const spoolCommand: Command = {
         json: { type: 'boolean' },
         limit: { type: 'string' },
         id: { type: 'string', multiple: true },
+        all: { type: 'boolean' },
       },
       { positionals: true },
     );
     const [sub, ...extra] = positionals;
     if (extra.length) throw new UsageError(`Unexpected argument '${extra[0]}'.`);
-    if (sub !== 'stats' && sub !== 'dead-letters' && sub !== 'retry-dead-letters') {
+    if (!SUBCOMMANDS.includes(sub as (typeof SUBCOMMANDS)[number])) {
       throw new UsageError(
         sub === undefined
           ? 'Expected a subcommand.'
-          : `Expected stats, dead-letters or retry-dead-letters, got "${sub}".`,
+          : `Expected stats, dead-letters, retry-dead-letters or discard-dead-letters, got "${sub}".`,
       );
     }
-    if (values.id && sub !== 'retry-dead-letters') throw new UsageError('--id goes with retry-dead-letters.');
+    if (values.id && sub !== 'retry-dead-letters' && sub !== 'discard-dead-letters')
+      throw new UsageError('--id goes with retry-dead-letters and discard-dead-letters.');
+    if (values.all && sub !== 'discard-dead-letters')
+      throw new UsageError('--all goes with discard-dead-letters.');
+    // Discarding cannot be undone: it never defaults to everything.
+    if (sub === 'discard-dead-letters' && !values.id === !values.all)
+      throw new UsageError(
+        'Expected --id ID (repeatable) or --all: discarding dead letters cannot be undone.',
+      );
     if (values.limit !== undefined && sub !== 'dead-letters')
       throw new UsageError('--limit goes with dead-letters.');
     const limit = values.limit === undefined ? undefined : positiveInt('--limit', values.limit);
@@ -59,6 +70,7 @@ export const spoolCommand: Command = {
     const config = loadConfig({ file: configPath(values.config) });
     const ring = new KeyRing(config.routes);
     if (sub === 'retry-dead-letters') return retry(config, ids, io);
+    if (sub === 'discard-dead-letters') return discard(config, ids, io);
     const spool = openReadonly(config);
     try {
       return sub === 'stats'
@@ -69,6 +81,8 @@ export const spoolCommand: Command = {
     }
   },
 };
+
+const SUBCOMMANDS = ['stats', 'dead-letters', 'retry-dead-letters', 'discard-dead-letters'] as const;
 
 function positiveInt(flag: string, value: string): number {
   if (!/^[1-9]\d*$/.test(value))
@@ -197,15 +211,19 @@ function describe(d: DeadLetter, ring: KeyRing) {
   };
 }
 
-function retry(config: Config, ids: number[] | undefined, io: Io): number {
+/** The spool opened for writing next to a running relay (it must exist already). */
+function openWritable(config: Config): SqliteSpool {
   openReadonly(config).close();
-  let spool: SqliteSpool;
   try {
-    spool = new SqliteSpool({ dir: config.spool.dir, busyTimeoutMs: 5000 });
+    return new SqliteSpool({ dir: config.spool.dir, busyTimeoutMs: 5000 });
   } catch (err) {
     if (err instanceof SpoolOpenError) throw new UserError(err.message);
     throw err;
   }
+}
+
+function retry(config: Config, ids: number[] | undefined, io: Io): number {
+  const spool = openWritable(config);
   try {
     const missing = ids ? ids.filter((id) => spool.deadLetters({ ids: [id] }).length === 0) : [];
     const queued = spool.retryDeadLetters(ids?.filter((id) => !missing.includes(id)));
@@ -218,6 +236,23 @@ function retry(config: Config, ids: number[] | undefined, io: Io): number {
       io.out(
         `Queued ${queued} dead letter${queued === 1 ? '' : 's'} again: a running relay picks ${queued === 1 ? 'it' : 'them'} up within a second, else the next start does.`,
       );
+    return missing.length ? 1 : 0;
+  } finally {
+    spool.close();
+  }
+}
+
+function discard(config: Config, ids: number[] | undefined, io: Io): number {
+  const spool = openWritable(config);
+  try {
+    const missing = ids ? ids.filter((id) => spool.deadLetters({ ids: [id] }).length === 0) : [];
+    const discarded = spool.discardDeadLetters(ids?.filter((id) => !missing.includes(id)));
+    for (const id of missing) io.err(`No dead letter with id ${id}.`);
+    if (discarded === 0 && !missing.length) {
+      io.out('No dead letters to discard.');
+      return 0;
+    }
+    if (discarded) io.out(`Discarded ${discarded} dead letter${discarded === 1 ? '' : 's'} for good.`);
     return missing.length ? 1 : 0;
   } finally {
     spool.close();

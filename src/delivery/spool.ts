@@ -170,6 +170,8 @@ export interface Spool {
   deadLetters(opts?: { ids?: number[]; limit?: number }): DeadLetter[];
   /** Queues dead letters again (all, or those with the given ids); returns how many. */
   retryDeadLetters(ids?: number[]): number;
+  /** Deletes dead letters for good (all, or those with the given ids); returns how many. */
+  discardDeadLetters(ids?: number[]): number;
   pendingGroups(): PendingGroup[];
   counts(): SpoolCounts;
   /** Forgets SNS MessageIds accepted before `before` (epoch ms); returns how many. */

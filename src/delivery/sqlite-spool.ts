@@ -313,6 +313,17 @@ export class SqliteSpool implements Spool {
     return run.immediate();
   }
 
+  discardDeadLetters(ids?: number[]): number {
+    this.#writable();
+    const run = this.#db.transaction(() => {
+      if (!ids) return this.#s.deleteAllDeadLetters.run().changes;
+      let n = 0;
+      for (const id of ids) n += this.#s.deleteDeadLetter.run(id).changes;
+      return n;
+    });
+    return run.immediate();
+  }
+
   pendingGroups(): PendingGroup[] {
     return this.#s.groups.all().map((g) => ({
       route: g.route,
@@ -630,6 +641,7 @@ function prepare(db: Database, readonly: boolean) {
        FROM events WHERE id = @id`,
     ),
     deleteDeadLetter: w<[number]>('DELETE FROM dead_letters WHERE id = ?'),
+    deleteAllDeadLetters: w<[]>('DELETE FROM dead_letters'),
     pruneMessages: w<[number]>(
       `DELETE FROM messages WHERE message_id IN
          (SELECT message_id FROM messages WHERE accepted_at < ? LIMIT ${PRUNE_SLICE})`,

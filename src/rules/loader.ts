@@ -130,7 +130,9 @@ export function buildRuleSet(
 ): RuleSetResult {
   const routes = new Set(opts.routes ?? [DEFAULT_ROUTE]);
   const problems: Problem[] = [];
-  const ordered: CompiledRule[] = [];
+  // Each slot remembers whether it is a built-in's place: a user rule replacing a built-in by name
+  // takes that place (and that precedence), a new user rule goes ahead of every built-in.
+  const ordered: Array<{ rule: CompiledRule; builtinSlot: boolean }> = [];
   const byName = new Map<string, { index: number; builtin: boolean; location: SourceLocation }>();
   const pendingRuleRefs: Array<{ name: string; location: SourceLocation; path: string }> = [];
 
@@ -142,10 +144,10 @@ export function buildRuleSet(
       const seen = byName.get(rule.name);
       if (!seen) {
         byName.set(rule.name, { index: ordered.length, builtin: rule.builtin, location: rule.location });
-        ordered.push(rule);
+        ordered.push({ rule, builtinSlot: rule.builtin });
       } else if (seen.builtin && !rule.builtin) {
         // A user rule named like a built-in replaces it, in the built-in's place.
-        ordered[seen.index] = rule;
+        ordered[seen.index] = { rule, builtinSlot: true };
         byName.set(rule.name, { index: seen.index, builtin: false, location: rule.location });
       } else {
         const at = `${seen.location.file}:${seen.location.line}:${seen.location.col}`;
@@ -171,8 +173,17 @@ export function buildRuleSet(
     });
   }
   if (problems.length) return { ok: false, problems };
-  const active = ordered.filter((r) => r.enabled);
-  const rules = [...active.filter((r) => !r.fallback), ...active.filter((r) => r.fallback)];
+  // Evaluation order: user rules, then built-in rules, then fallback rules (user fallbacks before
+  // the built-in catch-all), each group in load order. User rules go first so that they can route, re-grade or drop what a
+  // built-in would otherwise decide (DESIGN.md had built-ins first, which left users no way to
+  // handle an AWS message a built-in matches short of replacing the whole built-in).
+  const active = ordered.filter((s) => s.rule.enabled);
+  const rules = [
+    ...active.filter((s) => !s.builtinSlot && !s.rule.fallback),
+    ...active.filter((s) => s.builtinSlot && !s.rule.fallback),
+    ...active.filter((s) => !s.builtinSlot && s.rule.fallback),
+    ...active.filter((s) => s.builtinSlot && s.rule.fallback),
+  ].map((s) => s.rule);
   return { ok: true, ruleSet: { rules, files: sources.map((s) => s.display), routes } };
 }
 

@@ -137,6 +137,36 @@ describe('pd-relay spool', () => {
     void d;
   });
 
+  it('discard-dead-letters: deletes the chosen ones, or all with --all, and never by default', async () => {
+    const { c, d } = await seed();
+    const io = captureIo();
+    expect(
+      await run(['spool', 'discard-dead-letters', '--config', file, '--id', String(c.id), '--id', '999'], io),
+    ).toBe(1);
+    expect(io.stdout).toEqual(['Discarded 1 dead letter for good.']);
+    expect(io.stderr).toEqual(['No dead letter with id 999.']);
+    const left = captureIo();
+    expect(await run(['spool', 'dead-letters', '--config', file, '--json'], left)).toBe(0);
+    const letters = (JSON.parse(left.stdout.join('\n')) as { deadLetters: Array<{ id: number }> })
+      .deadLetters;
+    expect(letters.map((l) => l.id)).toEqual([d.id]);
+
+    const bare = captureIo();
+    expect(await run(['spool', 'discard-dead-letters', '--config', file], bare)).toBe(2);
+    expect(bare.stderr.join('\n')).toMatch(/Expected --id ID \(repeatable\) or --all/);
+
+    const all = captureIo();
+    expect(await run(['spool', 'discard-dead-letters', '--config', file, '--all'], all)).toBe(0);
+    expect(all.stdout).toEqual(['Discarded 1 dead letter for good.']);
+    const none = captureIo();
+    expect(await run(['spool', 'discard-dead-letters', '--config', file, '--all'], none)).toBe(0);
+    expect(none.stdout).toEqual(['No dead letters to discard.']);
+    const stats = captureIo();
+    expect(await run(['spool', 'stats', '--config', file], stats)).toBe(0);
+    expect(stats.text()).toContain('Dead letters: 0');
+    expect(stats.text()).toContain('Pending: 2 events');
+  });
+
   it('retry-dead-letters while the relay runs: the relay picks them up and delivers them', async () => {
     const config = loadConfig({ file });
     const delivery: Delivery = createDelivery(config, {
@@ -170,8 +200,13 @@ describe('pd-relay spool', () => {
 
   it.each([
     [['spool'], /Expected a subcommand/],
-    [['spool', 'purge'], /Expected stats, dead-letters or retry-dead-letters, got "purge"/],
-    [['spool', 'stats', '--id', '3'], /--id goes with retry-dead-letters/],
+    [
+      ['spool', 'purge'],
+      /Expected stats, dead-letters, retry-dead-letters or discard-dead-letters, got "purge"/,
+    ],
+    [['spool', 'stats', '--id', '3'], /--id goes with retry-dead-letters and discard-dead-letters/],
+    [['spool', 'retry-dead-letters', '--all'], /--all goes with discard-dead-letters/],
+    [['spool', 'discard-dead-letters', '--all', '--id', '3'], /Expected --id ID \(repeatable\) or --all/],
     [['spool', 'retry-dead-letters', '--id', 'x'], /Expected --id to be a positive integer, got "x"/],
     [['spool', 'dead-letters', '--limit', '0'], /Expected --limit to be a positive integer, got "0"/],
   ])('answers %j with usage and exit 2', async (argv, message) => {

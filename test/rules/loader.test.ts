@@ -176,11 +176,14 @@ describe('rule order and names', () => {
     true,
   );
 
-  it('fallback rules go last, after the user rules', () => {
-    expect(ruleNames([builtin, src('user.yaml', '- name: mine\n')])).toEqual([
+  it('user rules go before the built-ins, fallback rules last, user fallbacks before the catch-all', () => {
+    const user = src('user.yaml', '- name: mine\n- name: my-fallback\n  fallback: true\n- name: also-mine\n');
+    expect(ruleNames([builtin, user])).toEqual([
+      'mine',
+      'also-mine',
       'alarms',
       'insufficient',
-      'mine',
+      'my-fallback',
       'catch-all',
     ]);
   });
