@@ -1,6 +1,6 @@
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
-import type { Server as HttpServer } from 'node:http';
+import type { Server as HttpServer, IncomingMessage, ServerResponse } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { createAdaptorServer } from '@hono/node-server';
@@ -290,9 +290,27 @@ async function listen(
   return server;
 }
 
+/** How often a closing server closes the keep-alive connections that turned idle. */
+const IDLE_SWEEP_MS = 50;
+
+/**
+ * Stops accepting connections and resolves once every connection is gone. Keep-alive connections
+ * outlive server.close(): one that a client keeps busy (SNS posting at a steady rate, Prometheus
+ * scraping) or that turns idle after an answer in progress would hold the server open until its
+ * keepAliveTimeout (65 s, longer than Kubernetes' default grace period), and the delivery drain
+ * that follows would never run. So from now on every answer says `Connection: close`, and
+ * connections that turn idle are closed as they do.
+ */
 function closeServer(server: NodeServer): Promise<void> {
   return new Promise((resolve) => {
-    server.close(() => resolve());
+    server.prependListener('request', (_req: IncomingMessage, res: ServerResponse) => {
+      if (!res.headersSent) res.setHeader('connection', 'close');
+    });
+    const sweep = setInterval(() => server.closeIdleConnections(), IDLE_SWEEP_MS);
+    server.close(() => {
+      clearInterval(sweep);
+      resolve();
+    });
     server.closeIdleConnections();
   });
 }

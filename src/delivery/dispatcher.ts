@@ -22,6 +22,9 @@ export interface DispatcherOptions {
   pollIntervalMs?: number;
 }
 
+/** Requests per key that a killed process can have sent without recording them (see load()). */
+const UNRECORDED_PER_KEY = 2;
+
 /** Longest single timer: Node clamps anything over 2^31-1 ms to 1 ms; wake up and look again. */
 const MAX_SLEEP_MS = 3_600_000;
 
@@ -73,16 +76,27 @@ export class Dispatcher {
    */
   load(): void {
     const { spool, window, clock, delivery } = this.#o;
-    // The requests of the last window before a restart still count against it.
+    // The requests of the last window before a restart still count against it. The log keeps
+    // whole milliseconds of wall time: a request recorded at T ended in [T, T + 1), so it counts
+    // from the end of its millisecond (reading `now` truncates too, which this also covers).
     const now = clock.now();
     const mono = clock.monotonic();
     for (const [fp, ends] of spool.recentSends(now - delivery.rateWindowMs)) {
       window.seed(
         fp,
-        ends.map((at) => mono - (now - at)),
+        ends.map((at) => mono - (now - at) + 1),
       );
     }
     this.place(spool.pending());
+    // A process killed mid-flight leaves up to two requests per key out of that log: the one in
+    // flight, and the last one that ended, whose record waits for the next group commit together
+    // with its event's delete. Both events are still queued at the head of their key's queue (and
+    // are sent again), but PagerDuty counted them: count them as sent just now. After a clean stop
+    // this costs a key with a backlog at most two of its slots, for one window.
+    for (const lane of this.#lanes.values()) {
+      const unrecorded = Math.min(UNRECORDED_PER_KEY, lane.events.length);
+      if (unrecorded) window.seed(lane.key.fp, new Array<number>(unrecorded).fill(mono));
+    }
   }
 
   /** Starts sending, and watching for events requeued by another process. */

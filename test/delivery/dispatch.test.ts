@@ -3,7 +3,7 @@ import { Registry } from 'prom-client';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Config } from '../../src/config/load.js';
 import { createDelivery, type Delivery } from '../../src/delivery/delivery.js';
-import { pickForDedupKey } from '../../src/delivery/key-assigner.js';
+import { PoolKeyAssigner, pickForDedupKey } from '../../src/delivery/key-assigner.js';
 import { KeyRing } from '../../src/delivery/key-ring.js';
 import { SqliteSpool } from '../../src/delivery/sqlite-spool.js';
 import { SpoolUnavailableError } from '../../src/delivery/types.js';
@@ -143,7 +143,7 @@ describe('delivery to PagerDuty', () => {
     expect(await metric(registry, 'pdrelay_pagerduty_requests_total', { code_class: '5xx' })).toBe(
       fake.count(503),
     );
-    expect(delivery.stats().counts?.pending).toBe(0);
+    await expect.poll(() => delivery.stats().counts?.pending).toBe(0);
   });
 
   it('delivers an alarm with a 200 KB description of control characters (6× when JSON-escaped) within 512,000 bytes', async () => {
@@ -163,7 +163,9 @@ describe('delivery to PagerDuty', () => {
     expect(details.NewStateReason).toBe('Threshold crossed');
     expect(String(details.AlarmDescription).startsWith(control.slice(0, 1000))).toBe(true);
     expect(details.pd_relay_truncated).toMatchObject({ cut: ['AlarmDescription'] });
-    expect(await metric(registry, 'pdrelay_payload_truncations_total', { field: 'custom_details' })).toBe(1);
+    await expect
+      .poll(() => metric(registry, 'pdrelay_payload_truncations_total', { field: 'custom_details' }))
+      .toBe(1);
   });
 
   it('keeps resolves on their triggers’ keys when the pool grows from 4 to 5 keys between trigger and resolve', async () => {
@@ -311,6 +313,63 @@ describe('delivery to PagerDuty', () => {
       await slow.waitFor((f) => f.accepted.length === 15, 10_000, 'the next window');
       expect(slow.count(429)).toBe(0);
       expect(slow.maxInWindow()).toBeLessThanOrEqual(10);
+    } finally {
+      await slow.close();
+    }
+  });
+
+  it('counts a request recorded in millisecond T until a whole window after the end of T', async () => {
+    // The request log keeps whole milliseconds (Date.now()): a request recorded at T ended somewhere
+    // in [T, T + 1). At wall time T + windowMs it may not be a window old yet, so after a restart it
+    // still holds its slot. Both clocks stand still here, so that the boundary is exact.
+    const windowMs = 2000;
+    const cfg = config({ default: { keys: keysOf(1), ratePerMinute: 1 } }, { rateWindowMs: windowMs });
+    const T = 1_700_000_000_000;
+    const ring = new KeyRing(cfg.routes);
+    const spool = new SqliteSpool({ dir: tmp.dir, assigner: new PoolKeyAssigner(ring) });
+    spool.recordSend(ring.keysOf('default')[0]?.fp as string, T, 0);
+    spool.close();
+
+    const log = captureLogger('debug');
+    const delivery = createDelivery(cfg, {
+      logger: log.logger,
+      registry: new Registry(),
+      clock: { now: () => T + windowMs, monotonic: () => 5_000_000 },
+    });
+    running.push(delivery);
+    delivery.start();
+    await delivery.sink.commit(entry([alarmEvent('trigger', 'after-restart')]));
+    await expect
+      .poll(() => log.lines().find((l) => l.msg === 'Rate window full; waiting.'))
+      .toMatchObject({ waitMs: 1 });
+    expect(fake.requests).toEqual([]);
+  });
+
+  it('after a kill -9, counts the requests the dead process sent without recording them', async () => {
+    // The state a process killed mid-flight leaves: its last requests reached PagerDuty, but their
+    // records (and their events' deletes) were still waiting for the next group commit. Here: two
+    // requests PagerDuty counted, a backlog in the spool, an empty request log.
+    const limit = 10;
+    const cfg = config({ default: { keys: keysOf(1), ratePerMinute: limit } }, { rateWindowMs: 2000 });
+    const slow = await FakePagerDuty.start({ windowMs: 2000, limit });
+    const at = (c: Config): Config => ({ ...c, pagerduty: { ...c.pagerduty, url: slow.url } });
+    try {
+      const spool = new SqliteSpool({ dir: tmp.dir, assigner: new PoolKeyAssigner(new KeyRing(cfg.routes)) });
+      const backlog = Array.from({ length: limit + 4 }, (_, i) => alarmEvent('trigger', `crash-${i}`));
+      await Promise.all(backlog.map((e) => spool.commit(entry([e]))));
+      spool.close();
+      for (const e of backlog.slice(0, 2)) {
+        const res = await fetch(`${slow.url}/v2/enqueue`, {
+          method: 'POST',
+          body: JSON.stringify({ ...e.body, routing_key: KEYS[0] }),
+        });
+        expect(res.status).toBe(202);
+      }
+
+      start(at(cfg));
+      await slow.waitFor((f) => f.accepted.length === backlog.length + 2, 10_000, 'the backlog');
+      expect(slow.count(429)).toBe(0);
+      expect(slow.maxInWindow()).toBeLessThanOrEqual(limit);
     } finally {
       await slow.close();
     }

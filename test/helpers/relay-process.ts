@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -21,7 +21,7 @@ export class RelayProcess {
   output = '';
   snsUrl = '';
   metricsUrl = '';
-  private exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  private readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   private waiters: Array<{ test: (l: LogLine) => boolean; resolve: (l: LogLine) => void }> = [];
 
   private constructor(readonly child: ChildProcess) {
@@ -56,6 +56,7 @@ export class RelayProcess {
     dir?: string;
     timeoutMs?: number;
   }): Promise<RelayProcess> {
+    const ownDir = opts.dir === undefined;
     const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'pd-relay-proc-'));
     const configFile = join(dir, 'config.yaml');
     writeFileSync(configFile, opts.configYaml);
@@ -65,6 +66,8 @@ export class RelayProcess {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     const relay = new RelayProcess(child);
+    // A directory this helper made is its own to remove; a caller's directory is the caller's.
+    if (ownDir) void relay.exited.then(() => rmSync(dir, { recursive: true, force: true }));
     const started = await Promise.race([
       relay.waitForLog((l) => l.msg.startsWith('Relay started'), opts.timeoutMs ?? 15_000),
       relay.exited.then(({ code }) => {

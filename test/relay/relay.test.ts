@@ -1,4 +1,5 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
+import { Agent, request as httpRequest, type IncomingMessage } from 'node:http';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type Config, loadConfig } from '../../src/config/load.js';
@@ -148,6 +149,50 @@ describe('startRelay wiring', () => {
     expect(events).toHaveLength(1);
     expect(events[0]).toMatchObject({ route: 'default', action: 'trigger', event: { dedup_key: ALARM_ARN } });
     expect(pd.requests).toHaveLength(0);
+  });
+
+  it('closes keep-alive connections on shutdown: close() does not wait for their idle timeout', async () => {
+    const { relay } = await start();
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    const body = JSON.stringify(sns.notification({ topic: TOPIC, message: alarm('ALARM') }));
+    // A request in progress when the relay starts closing: its headers read ("100 Continue"), its
+    // body still to come, on a keep-alive connection that would stay open after the answer.
+    let closing: Promise<void> | undefined;
+    const res = await new Promise<IncomingMessage>((resolve, reject) => {
+      const req = httpRequest(
+        {
+          host: '127.0.0.1',
+          port: relay.snsAddress.port,
+          path: '/sns',
+          method: 'POST',
+          agent,
+          headers: {
+            'content-type': 'text/plain',
+            'content-length': Buffer.byteLength(body),
+            expect: '100-continue',
+          },
+        },
+        resolve,
+      );
+      req.on('error', reject);
+      req.on('continue', () => {
+        closing = relay.close();
+        req.end(body);
+      });
+      req.flushHeaders();
+    });
+    res.resume();
+    // Answered, and the connection (idle now, kept alive by the client) does not hold close() up.
+    expect(res.statusCode).toBe(200);
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      closing,
+      new Promise((_, reject) => {
+        timer = setTimeout(() => reject(new Error('close() waited for the keep-alive connection')), 10_000);
+      }),
+    ]);
+    clearTimeout(timer);
+    agent.destroy();
   });
 
   it('reload applies new rules and the topic allow-list; a broken rule file keeps the running rules', async () => {
