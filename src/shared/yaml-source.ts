@@ -1,8 +1,26 @@
 import type { Document } from 'yaml';
-import { isMap, isPair, isScalar, isSeq, LineCounter, type Node, type Pair, parseDocument } from 'yaml';
+import {
+  isAlias,
+  isMap,
+  isPair,
+  isScalar,
+  isSeq,
+  LineCounter,
+  type Node,
+  type Pair,
+  parseDocument,
+  visit,
+} from 'yaml';
 import type { Problem, SourceLocation } from '../errors.js';
 
 export type PathSegment = string | number;
+
+/**
+ * How many times aliases may be expanded when the document becomes plain values (the yaml
+ * library's own default): beyond it the library throws, to stop a "billion laughs" file from
+ * taking the process's memory.
+ */
+export const MAX_ALIAS_COUNT = 100;
 
 /**
  * A parsed YAML file that remembers where every node came from, so that a problem found later —
@@ -34,6 +52,24 @@ export class YamlSource {
       path: '',
       message: `YAML syntax: ${firstLine(e.message)}`,
     }));
+    if (problems.length === 0) {
+      // The library refuses to expand aliases past the limit by throwing; checked here, where a
+      // problem can be located, so that toJS() cannot throw for any file that parsed cleanly.
+      try {
+        source.toJS();
+      } catch (err) {
+        const message = firstLine(String((err as Error)?.message ?? err));
+        problems.push(
+          /alias/i.test(message)
+            ? {
+                location: source.at(firstAliasOffset(doc)),
+                path: '',
+                message: `YAML aliases: expected at most ${MAX_ALIAS_COUNT} alias expansions, got more; write the repeated values out`,
+              }
+            : { location: source.at(0), path: '', message: `YAML: ${message}` },
+        );
+      }
+    }
     return { source, problems };
   }
 
@@ -45,7 +81,7 @@ export class YamlSource {
 
   /** The root node's plain JavaScript value. */
   toJS(): unknown {
-    return this.doc.toJS({ maxAliasCount: 100 });
+    return this.doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT });
   }
 
   /** The node at `path`, or undefined. */
@@ -102,6 +138,19 @@ function rangeStart(node: unknown): number | undefined {
     if (r) return r[0];
   }
   return undefined;
+}
+
+/** Where the first alias (`*name`) of the document is written: where expansion starts. */
+function firstAliasOffset(doc: Document.Parsed): number {
+  let offset = 0;
+  visit(doc, {
+    Alias(_, node) {
+      if (!isAlias(node)) return;
+      offset = node.range?.[0] ?? 0;
+      return visit.BREAK;
+    },
+  });
+  return offset;
 }
 
 function firstLine(s: string): string {
