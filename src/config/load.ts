@@ -227,6 +227,9 @@ export function parseConfig(
   }
   if (raw.delivery.minBackoffMs > raw.delivery.maxBackoffMs)
     problem(['delivery', 'minBackoffMs'], 'Expected minBackoffMs <= maxBackoffMs');
+  // Node's HTTP server refuses a headers timeout longer than the whole-request timeout.
+  if (raw.server.headersTimeoutMs > raw.server.requestTimeoutMs)
+    problem(['server', 'headersTimeoutMs'], 'Expected headersTimeoutMs <= requestTimeoutMs');
 
   if (problems.length) return { problems };
   const config: Config = {
@@ -236,6 +239,8 @@ export function parseConfig(
       host: raw.server.host,
       port: raw.server.port,
       maxBodyBytes: raw.server.maxBodyBytes,
+      headersTimeoutMs: raw.server.headersTimeoutMs,
+      requestTimeoutMs: raw.server.requestTimeoutMs,
       tls,
       basicAuth,
     },
