@@ -1,16 +1,5 @@
 import type { Document } from 'yaml';
-import {
-  isAlias,
-  isMap,
-  isPair,
-  isScalar,
-  isSeq,
-  LineCounter,
-  type Node,
-  type Pair,
-  parseDocument,
-  visit,
-} from 'yaml';
+import { isAlias, isMap, isPair, isScalar, isSeq, type Node, type Pair, parseDocument, visit } from 'yaml';
 import type { Problem, SourceLocation } from '../errors.js';
 
 export type PathSegment = string | number;
@@ -31,7 +20,8 @@ export class YamlSource {
   private constructor(
     readonly file: string,
     readonly doc: Document.Parsed,
-    private readonly lines: LineCounter,
+    /** Offset of the first character of each line. */
+    private readonly lineStarts: readonly number[],
   ) {}
 
   /**
@@ -39,14 +29,12 @@ export class YamlSource {
    * are any, `source` is still returned but its contents should not be trusted.
    */
   static parse(text: string, file: string): { source: YamlSource; problems: Problem[] } {
-    const lines = new LineCounter();
     const doc = parseDocument(text, {
-      lineCounter: lines,
       prettyErrors: false,
       uniqueKeys: true,
       strict: true,
     });
-    const source = new YamlSource(file, doc, lines);
+    const source = new YamlSource(file, doc, lineStarts(text));
     const problems: Problem[] = doc.errors.map((e) => ({
       location: source.at(e.pos[0]),
       path: '',
@@ -75,8 +63,17 @@ export class YamlSource {
 
   /** The location of a character offset in the file. */
   at(offset: number): SourceLocation {
-    const { line, col } = this.lines.linePos(offset);
-    return { file: this.file, line, col };
+    // Counted here rather than by the yaml library's LineCounter, which loses lines after some
+    // syntax errors (a tab-indented line put the next line's errors on it, past its end).
+    const starts = this.lineStarts;
+    let lo = 0;
+    let hi = starts.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if ((starts[mid] as number) <= offset) lo = mid;
+      else hi = mid - 1;
+    }
+    return { file: this.file, line: lo + 1, col: offset - (starts[lo] as number) + 1 };
   }
 
   /** The root node's plain JavaScript value. */
@@ -138,6 +135,13 @@ function rangeStart(node: unknown): number | undefined {
     if (r) return r[0];
   }
   return undefined;
+}
+
+/** Offsets where lines start: 0, and after each "\n" (which also ends a "\r\n" line). */
+function lineStarts(text: string): number[] {
+  const starts = [0];
+  for (let i = text.indexOf('\n'); i !== -1; i = text.indexOf('\n', i + 1)) starts.push(i + 1);
+  return starts;
 }
 
 /** Where the first alias (`*name`) of the document is written: where expansion starts. */

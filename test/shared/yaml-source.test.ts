@@ -48,3 +48,30 @@ describe('YAML alias expansion', () => {
     expect(source.toJS()).toEqual({ a: { b: 1 }, c: { b: 1 }, d: { b: 1 } });
   });
 });
+
+describe('locations after a YAML syntax error', () => {
+  // The yaml library's LineCounter lost a line after this error: the errors of the lines below
+  // were put on the tab-indented line, at columns past its end.
+  const text = '- name: a\n  match:\n    kind: [text]\n\taction: drop\n  tests:\n    - input: x\n';
+
+  it('point at the token each message names', () => {
+    const { problems } = YamlSource.parse(text, 'tab.yaml');
+    const lines = text.split('\n');
+    const quoted = problems.flatMap((p) => {
+      const m = /token in YAML stream: "(.*)"$/.exec(p.message);
+      return m ? [{ p, token: JSON.parse(`"${m[1]}"`).split('\n')[0] as string }] : [];
+    });
+    expect(quoted.length).toBeGreaterThan(3);
+    for (const { p, token } of quoted) {
+      const line = lines[p.location.line - 1] ?? '';
+      expect(line.slice(p.location.col - 1).startsWith(token), formatProblem(p)).toBe(true);
+    }
+    expect(problems.map((p) => `${p.location.line}:${p.location.col}`)).toContain('5:8');
+  });
+
+  it('count lines by "\\n", CRLF files included', () => {
+    const { source } = YamlSource.parse('a: 1\r\nbb: 2\r\n', 'crlf.yaml');
+    expect(source.locate(['bb'], { key: true })).toEqual({ file: 'crlf.yaml', line: 2, col: 1 });
+    expect(source.locate(['bb'])).toEqual({ file: 'crlf.yaml', line: 2, col: 5 });
+  });
+});
