@@ -38,7 +38,7 @@ export class YamlSource {
     const problems: Problem[] = doc.errors.map((e) => ({
       location: source.at(e.pos[0]),
       path: '',
-      message: `YAML syntax: ${firstLine(e.message)}`,
+      message: `YAML syntax: ${syntaxMessage(e.message)}`,
     }));
     if (problems.length === 0) {
       // The library refuses to expand aliases past the limit by throwing; checked here, where a
@@ -155,6 +155,15 @@ function firstAliasOffset(doc: Document.Parsed): number {
     },
   });
   return offset;
+}
+
+/**
+ * The yaml library's message without the source text it quotes: the location already points at
+ * the token, and the token may be a secret (a routing key written inline in a config file whose
+ * indentation broke above it would be echoed to stderr and the logs).
+ */
+function syntaxMessage(message: string): string {
+  return firstLine(message).replace(/^(Unexpected [\w-]+ token in YAML stream|Not a YAML token): .*$/s, '$1');
 }
 
 function firstLine(s: string): string {
