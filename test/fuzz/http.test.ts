@@ -3,8 +3,13 @@ import { once } from 'node:events';
 import { type AddressInfo, createServer } from 'node:net';
 import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { decodeNotification } from '../../src/decode/decode.js';
+import type { NotificationEnvelope } from '../../src/decode/types.js';
+import { createRuleEngine } from '../../src/rules/engine.js';
+import { loadRuleSet } from '../../src/rules/loader.js';
+import { corpusDir, loadSignedCorpus, toHttpFormat } from '../helpers/corpus.js';
 import { FakePagerDuty, testRoutingKey } from '../helpers/fake-pagerduty.js';
-import { FakeSns, testTls } from '../helpers/fake-sns.js';
+import { type Envelope, FakeSns, testTls } from '../helpers/fake-sns.js';
 import { RelayProcess } from '../helpers/relay-process.js';
 import { tempDir } from '../helpers/temp.js';
 import { type RawOutcome, rawRequest } from './raw-http.js';
@@ -67,6 +72,10 @@ let pd: FakePagerDuty;
 let relay: RelayProcess;
 let port: number;
 let ctx: CaseContext;
+const topics = ['arn:aws:sns:*:123456789012:*'];
+const corpus: Array<{ name: string; env: Envelope }> = [];
+const CORPUS_NOTE =
+  'AWS corpus not found at ../shared/corpus (PD_RELAY_CORPUS): fuzzing without AWS-signed messages.';
 const dirs: Array<() => void> = [];
 
 beforeAll(async () => {
@@ -84,6 +93,22 @@ beforeAll(async () => {
     [otherCertUrl, new X509Certificate(testTls.caPem).publicKey],
     [garbageCertUrl, 'garbage'],
   ]);
+  // The real AWS corpus, when present: its certificates served by the fake SNS host, its topics allowed.
+  const corpusAt = corpusDir();
+  const signed = corpusAt ? loadSignedCorpus(corpusAt) : [];
+  for (const m of signed) {
+    const url = sns.serveCertificate(m.certName, m.certPem);
+    served.set(url, new X509Certificate(m.certPem).publicKey);
+    const env: Envelope = { ...(m.http ? m.raw : toHttpFormat(m.raw)), SigningCertURL: url };
+    corpus.push({ name: m.name, env });
+  }
+  topics.push(...new Set(corpus.map((c) => String(c.env.TopicArn))));
+  console.log(
+    corpusAt
+      ? `AWS corpus: ${corpus.length} messages signed by AWS (${signed.filter((m) => m.negative).length} tampered upstream).`
+      : CORPUS_NOTE,
+  );
+
   const spare = createServer().listen(0, '127.0.0.1');
   await once(spare, 'listening');
   const closedPort = (spare.address() as AddressInfo).port;
@@ -104,7 +129,7 @@ beforeAll(async () => {
       'metrics: { host: 127.0.0.1, port: 0 }',
       'log: { level: info }',
       'sns:',
-      '  topics: ["arn:aws:sns:*:123456789012:*"]',
+      `  topics: [${topics.map((t) => JSON.stringify(t)).join(', ')}]`,
       `  certHostPattern: '${sns.certHostPattern}'`,
       '  certTimeoutMs: 1000',
       '  confirmTimeoutMs: 3000',
@@ -121,11 +146,7 @@ beforeAll(async () => {
   });
   port = Number(new URL(relay.snsUrl).port);
   const rng = new Rng(SEED);
-  const model = new SnsModel({
-    topics: ['arn:aws:sns:*:123456789012:*'],
-    certHostPattern: sns.certHostPattern,
-    served,
-  });
+  const model = new SnsModel({ topics, certHostPattern: sns.certHostPattern, served });
   ctx = {
     rng,
     sns,
@@ -142,6 +163,7 @@ beforeAll(async () => {
     missingCertUrl: `${sns.origin}/SimpleNotificationService-b0b0.pem`,
     hangCertUrl,
     closedPort,
+    corpus,
   };
 });
 
@@ -323,7 +345,7 @@ describe(`HTTP fuzz of the relay process (seed ${SEED})`, () => {
     all.push(...(await run(WARMUP, nextCase(new Rng(SEED).fork('warm-up')), healthy)));
     const firstDefects = all.flatMap((a) => (defects(a).length ? [{ a, why: defects(a) }] : []));
     expect(firstDefects.length, describeFailures('warm-up', firstDefects)).toBe(0);
-    await deliveryIdle(acceptedNotifications(all).length);
+    await deliveryIdle(acceptedNotifications(all).flatMap((id) => expectedEvents(id)).length);
     const baseline = await memory();
 
     const started = performance.now();
@@ -398,11 +420,12 @@ describe(`HTTP fuzz of the relay process (seed ${SEED})`, () => {
       'MessageIds accepted more than once, or duplicates without an acceptance',
     ).toEqual([]);
 
-    // PagerDuty: one event per accepted Notification, with the catch-all's dedup key, and nothing else.
+    // PagerDuty: the events of the accepted Notifications and nothing else — one each, with the
+    // catch-all's dedup key, for the generated ones; what the built-in rules make of the AWS ones.
     const accepted = acceptedNotifications(all);
-    await deliveryIdle(accepted.length);
+    const expected = accepted.flatMap((id) => expectedEvents(id)).sort();
+    await deliveryIdle(expected.length);
     await new Promise((r) => setTimeout(r, 500));
-    const expected = accepted.map((id) => `sns/${id}`).sort();
     const delivered = pd.accepted.map((e) => String(e.dedupKey)).sort();
     expect(delivered.length).toBe(expected.length);
     expect(delivered).toEqual(expected);
@@ -439,6 +462,10 @@ describe(`HTTP fuzz of the relay process (seed ${SEED})`, () => {
     for (const secret of [PASSWORD, ...KEYS])
       expect(relay.output.includes(secret), 'a secret in the log').toBe(false);
 
+    // The AWS-signed messages were not all refused (the model verifies real AWS signatures too).
+    const awsAccepted = accepted.filter((id) => corpus.some((c) => c.env.MessageId === id));
+    if (corpus.length) expect(awsAccepted.length).toBeGreaterThan(0);
+
     // Memory: back near the warmed-up baseline once the garbage is collected.
     const after = await memory();
     const families = new Map<string, number>();
@@ -447,7 +474,7 @@ describe(`HTTP fuzz of the relay process (seed ${SEED})`, () => {
       [
         `Sent ${sent} requests in ${seconds.toFixed(1)} s after the warm-up (${WARMUP}); by family: ${JSON.stringify(Object.fromEntries(families))}.`,
         `Answers: ${JSON.stringify(tally(all))}.`,
-        `Events at PagerDuty: ${delivered.length}; subscriptions confirmed: ${confirmedTokens.length}; certificate fetches: ${sns.certFetches().length}.`,
+        `Events at PagerDuty: ${delivered.length}; subscriptions confirmed: ${confirmedTokens.length}; certificate fetches: ${sns.certFetches().length}; AWS-signed messages accepted: ${awsAccepted.length} of ${new Set(corpus.map((c) => c.env.MessageId)).size}.`,
         `Memory after GC: heap ${mb(baseline.heap)} → ${mb(after.heap)}, external ${mb(baseline.external)} → ${mb(after.external)}, RSS ${mb(baseline.rss)} → ${mb(after.rss)}.`,
       ].join('\n'),
     );
@@ -470,6 +497,23 @@ describe(`HTTP fuzz of the relay process (seed ${SEED})`, () => {
     expect(await relay.wait(20_000)).toEqual({ code: 0, signal: null });
   });
 });
+
+/**
+ * The dedup keys PagerDuty must receive for an accepted Notification: the catch-all's for the
+ * generated ones; for an AWS-signed one from the corpus, whatever the built-in rules make of it.
+ */
+function expectedEvents(messageId: string): string[] {
+  const aws = corpus.find((c) => c.env.MessageId === messageId);
+  if (!aws) return [`sns/${messageId}`];
+  engine ??= (() => {
+    const loaded = loadRuleSet();
+    if (!loaded.ok) throw new Error('The built-in rules do not load');
+    return createRuleEngine(loaded.ruleSet);
+  })();
+  const doc = decodeNotification(aws.env as unknown as NotificationEnvelope, 'default');
+  return engine.evaluate(doc).events.map((e) => String(e.dedupKey));
+}
+let engine: ReturnType<typeof createRuleEngine> | undefined;
 
 /** MessageIds of the Notifications the relay accepted (each must page once). */
 function acceptedNotifications(all: Answered[]): string[] {

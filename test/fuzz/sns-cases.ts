@@ -48,6 +48,11 @@ export interface CaseContext {
   hangCertUrl: string;
   /** A port on 127.0.0.1 where nothing listens. */
   closedPort: number;
+  /**
+   * Messages genuinely signed by AWS (../shared/corpus), their SigningCertURL pointed at the
+   * certificate host, which serves the real AWS certificates. Empty without the corpus.
+   */
+  corpus: ReadonlyArray<{ name: string; env: Envelope }>;
 }
 
 /** A request as the generators describe it; `serialize` turns it into bytes. */
@@ -1292,6 +1297,33 @@ export function junk(ctx: CaseContext): FuzzCase[] {
   return [post(ctx, 'junk', body, null)];
 }
 
+/** Real AWS-signed messages (corpus): sent as they are, then with field and byte mutations. */
+export function corpusMessages(ctx: CaseContext): FuzzCase[] {
+  const { rng } = ctx;
+  if (ctx.corpus.length === 0) return genuine(ctx);
+  const { name, env } = rng.pick(ctx.corpus);
+  const headers = snsHeaders(ctx, env);
+  const out: FuzzCase[] = [post(ctx, 'corpus', json(env), env, { headers })];
+  for (let i = rng.range(2, 6); i > 0; i--) {
+    let body: Buffer;
+    let how: string;
+    if (rng.chance(0.5)) {
+      const m = rng.weighted(FIELD_MUTATIONS)(env, ctx);
+      body = m.text !== undefined ? Buffer.from(m.text, 'utf8') : json(m.env);
+      how = m.how;
+    } else {
+      const b = Buffer.from(json(env));
+      const at = rng.int(b.length);
+      b[at] = (b[at] as number) ^ (1 << rng.int(8));
+      body = b;
+      how = `flip@${at}`;
+    }
+    const c = post(ctx, 'corpus', body, env, { headers });
+    out.push({ ...c, why: `${name}: ${how} → ${c.why}` });
+  }
+  return out.map((c, i) => (i === 0 ? { ...c, why: `${name} → ${c.why}` } : c));
+}
+
 /** The families and their weights in a run. */
 export const FAMILIES: Array<[number, (ctx: CaseContext) => FuzzCase[]]> = [
   [10, genuine],
@@ -1306,4 +1338,5 @@ export const FAMILIES: Array<[number, (ctx: CaseContext) => FuzzCase[]]> = [
   [1, headBytes],
   [0.4, sizes],
   [3, junk],
+  [1, corpusMessages],
 ];
