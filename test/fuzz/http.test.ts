@@ -1,7 +1,6 @@
 import { generateKeyPairSync, type KeyObject, X509Certificate } from 'node:crypto';
 import { once } from 'node:events';
 import { type AddressInfo, createServer } from 'node:net';
-import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeNotification } from '../../src/decode/decode.js';
 import type { NotificationEnvelope } from '../../src/decode/types.js';
@@ -10,6 +9,7 @@ import { loadRuleSet } from '../../src/rules/loader.js';
 import { corpusDir, loadSignedCorpus, toHttpFormat } from '../helpers/corpus.js';
 import { FakePagerDuty, testRoutingKey } from '../helpers/fake-pagerduty.js';
 import { type Envelope, FakeSns, testTls } from '../helpers/fake-sns.js';
+import { forceGc, GC_ON_SIGNAL_NODE_OPTIONS } from '../helpers/gc.js';
 import { RelayProcess } from '../helpers/relay-process.js';
 import { tempDir } from '../helpers/temp.js';
 import { type RawOutcome, rawRequest } from './raw-http.js';
@@ -141,7 +141,7 @@ beforeAll(async () => {
     ].join('\n'),
     env: {
       NODE_EXTRA_CA_CERTS: sns.caFile,
-      NODE_OPTIONS: `--expose-gc --import=${pathToFileURL(new URL('./gc-on-signal.mjs', import.meta.url).pathname).href}`,
+      NODE_OPTIONS: GC_ON_SIGNAL_NODE_OPTIONS,
     },
   });
   port = Number(new URL(relay.snsUrl).port);
@@ -307,10 +307,7 @@ async function metric(name: string, labels: Record<string, string> = {}): Promis
 
 /** Heap, external and resident memory after two forced collections. */
 async function memory(): Promise<{ heap: number; external: number; rss: number }> {
-  for (let i = 0; i < 2; i++) {
-    relay.signal('SIGUSR2');
-    await new Promise((r) => setTimeout(r, 300));
-  }
+  await forceGc(relay);
   return {
     heap: await metric('nodejs_heap_size_used_bytes'),
     external: await metric('nodejs_external_memory_bytes'),
