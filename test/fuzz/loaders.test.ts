@@ -138,7 +138,9 @@ describe(`loader fuzz (seed ${SEED})`, () => {
   // the warning is expected here and would only flood the test output.
   vi.spyOn(process, 'emitWarning').mockImplementation(() => {});
 
-  it(`${RULE_CASES} mutated rule files: never a throw, every problem located in the file`, () => {
+  it(`${RULE_CASES} mutated rule files: never a throw, every problem located in the file`, {
+    timeout: 120_000 + RULE_CASES * 20,
+  }, () => {
     const rng = new Rng(SEED).fork('rules');
     const failures: Failure[] = [];
     const outcomes = { loaded: 0, problems: 0, testsRun: 0 };
@@ -179,7 +181,9 @@ describe(`loader fuzz (seed ${SEED})`, () => {
     expect(outcomes.problems).toBeGreaterThan(RULE_CASES / 4);
   });
 
-  it(`${CONFIG_CASES} mutated config files: never a throw, every problem located in the file`, () => {
+  it(`${CONFIG_CASES} mutated config files: never a throw, every problem located in the file`, {
+    timeout: 120_000 + CONFIG_CASES * 10,
+  }, () => {
     const rng = new Rng(SEED).fork('config');
     const failures: Failure[] = [];
     const outcomes = { loaded: 0, problems: 0 };
