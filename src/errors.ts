@@ -19,10 +19,23 @@ export interface Problem {
   message: string;
 }
 
-/** Formats a problem the way every pd-relay tool prints it: `file:line:col path: message`. */
+/**
+ * Formats a problem the way every pd-relay tool prints it: `file:line:col path: message`, on one
+ * line. Messages quote the user's text (a key, a topic, a template), which may hold a line break
+ * or another control character: those are shown escaped, so that a problem never spans lines.
+ */
 export function formatProblem(p: Problem): string {
   const where = `${p.location.file}:${p.location.line}:${p.location.col}`;
-  return p.path ? `${where} ${p.path}: ${p.message}` : `${where} ${p.message}`;
+  const message = oneLine(p.message);
+  return p.path ? `${where} ${oneLine(p.path)}: ${message}` : `${where} ${message}`;
+}
+
+function oneLine(s: string): string {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it escapes.
+  return s.replace(/[\u0000-\u0008\u000a-\u001f\u007f\u2028\u2029]/g, (c) => {
+    const named: Record<string, string> = { '\n': '\\n', '\r': '\\r' };
+    return named[c] ?? `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`;
+  });
 }
 
 /** Renders a path array (`['routes', 'default', 'keys', 0]`) as `routes.default.keys[0]`. */

@@ -40,12 +40,14 @@ export interface StartOptions {
   snsCa?: HttpsGetOptions['ca'];
 }
 
-/** Socket limits on the public port: a client that trickles headers or a body cannot hold a socket. */
-const HEADERS_TIMEOUT_MS = 10_000;
-/** SNS gives up on a request after 15 s; nothing legitimate takes longer to send its body. */
-const REQUEST_TIMEOUT_MS = 20_000;
 /** Longer than common load-balancer idle timeouts (60 s), so the relay is not the side that closes. */
 const KEEP_ALIVE_TIMEOUT_MS = 65_000;
+/**
+ * How often Node checks the headers and request timeouts (`server.headersTimeoutMs`,
+ * `server.requestTimeoutMs`). Node's default is 30 s, which let a client trickling its headers
+ * hold a socket for up to 30 s past the limit.
+ */
+const CONNECTIONS_CHECK_INTERVAL_MS = 1_000;
 
 /**
  * The composition root: the only place that turns config into live objects and wires the
@@ -107,7 +109,9 @@ export async function startRelay(initial: Config, opts: StartOptions = {}): Prom
   let snsServer: NodeServer;
   let metricsServer: NodeServer;
   try {
-    snsServer = await listen(snsApp, config.server.host, config.server.port, config.server.tls);
+    snsServer = await listen(snsApp, config.server.host, config.server.port, config.server.tls, {
+      connectionsCheckingInterval: Math.min(CONNECTIONS_CHECK_INTERVAL_MS, config.server.headersTimeoutMs),
+    });
     try {
       metricsServer = await listen(adminApp, config.metrics.host, config.metrics.port);
     } catch (err) {
@@ -118,8 +122,9 @@ export async function startRelay(initial: Config, opts: StartOptions = {}): Prom
     await delivery.stop(0);
     throw err;
   }
-  snsServer.headersTimeout = HEADERS_TIMEOUT_MS;
-  snsServer.requestTimeout = REQUEST_TIMEOUT_MS;
+  // A client that trickles its headers or body cannot hold a socket past these limits (408).
+  snsServer.headersTimeout = config.server.headersTimeoutMs;
+  snsServer.requestTimeout = config.server.requestTimeoutMs;
   snsServer.keepAliveTimeout = KEEP_ALIVE_TIMEOUT_MS;
   const tls = config.server.tls;
   const stopTlsWatch = tls ? watchTlsFiles(snsServer as HttpsServer, tls, logger) : () => {};
@@ -259,17 +264,17 @@ async function listen(
   host: string,
   port: number,
   tls?: { certFile: string; keyFile: string },
+  options: { connectionsCheckingInterval?: number } = {},
 ): Promise<NodeServer> {
   const server = createAdaptorServer({
     fetch: app.fetch,
     hostname: host,
     port,
-    ...(tls
-      ? {
-          createServer: createHttpsServer,
-          serverOptions: { cert: readFileSync(tls.certFile), key: readFileSync(tls.keyFile) },
-        }
-      : {}),
+    serverOptions: {
+      ...options,
+      ...(tls ? { cert: readFileSync(tls.certFile), key: readFileSync(tls.keyFile) } : {}),
+    },
+    ...(tls ? { createServer: createHttpsServer } : {}),
   }) as NodeServer;
   server.listen(port, host);
   try {

@@ -227,6 +227,9 @@ export function parseConfig(
   }
   if (raw.delivery.minBackoffMs > raw.delivery.maxBackoffMs)
     problem(['delivery', 'minBackoffMs'], 'Expected minBackoffMs <= maxBackoffMs');
+  // Node's HTTP server refuses a headers timeout longer than the whole-request timeout.
+  if (raw.server.headersTimeoutMs > raw.server.requestTimeoutMs)
+    problem(['server', 'headersTimeoutMs'], 'Expected headersTimeoutMs <= requestTimeoutMs');
 
   if (problems.length) return { problems };
   const config: Config = {
@@ -236,6 +239,8 @@ export function parseConfig(
       host: raw.server.host,
       port: raw.server.port,
       maxBodyBytes: raw.server.maxBodyBytes,
+      headersTimeoutMs: raw.server.headersTimeoutMs,
+      requestTimeoutMs: raw.server.requestTimeoutMs,
       tls,
       basicAuth,
     },
@@ -251,10 +256,16 @@ export function parseConfig(
   return { config, problems };
 }
 
-/** Paths whose values are credentials: never echoed in a message. */
+/**
+ * Paths whose values (and, inside a key entry, whose key names) may be credentials: never echoed
+ * in a message. Beyond the key and password themselves, a value written where a route, a route's
+ * key list or a key entry goes is usually a key typed in the wrong place (`default: <key>`,
+ * `keys: <key>`), and a missing colon turns `{ key <key> }` into an unknown key named after it.
+ */
 function isSecretPath(path: readonly PathSegment[]): boolean {
-  if (path[0] === 'routes' && path[2] === 'keys') return path.length === 4 || path[4] === 'key';
-  return path[0] === 'server' && path[1] === 'basicAuth' && path[2] === 'password';
+  if (path[0] === 'routes') return path.length <= 2 || path[2] === 'keys';
+  if (path[0] === 'server' && path[1] === 'basicAuth') return path.length === 2 || path[2] === 'password';
+  return false;
 }
 
 function errnoText(err: unknown): string {

@@ -50,6 +50,13 @@ export const configSchema = z.strictObject({
       host: nonEmpty.default('0.0.0.0'),
       port: port.default(8080),
       maxBodyBytes: boundedInt(1024, 64 * 1024 * 1024).default(1_048_576),
+      /** A client that has not sent its complete headers after this long gets 408 and is cut off. */
+      headersTimeoutMs: boundedInt(100, 600_000).default(10_000),
+      /**
+       * A client that has not sent its whole request (headers and body) after this long gets 408.
+       * SNS gives up on a request after 15 s: nothing legitimate takes longer to send.
+       */
+      requestTimeoutMs: boundedInt(100, 600_000).default(20_000),
       tls: z.strictObject({ certFile: nonEmpty, keyFile: nonEmpty }).optional(),
       basicAuth: z
         .strictObject({

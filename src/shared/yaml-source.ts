@@ -1,8 +1,15 @@
 import type { Document } from 'yaml';
-import { isMap, isPair, isScalar, isSeq, LineCounter, type Node, type Pair, parseDocument } from 'yaml';
+import { isAlias, isMap, isPair, isScalar, isSeq, type Node, type Pair, parseDocument, visit } from 'yaml';
 import type { Problem, SourceLocation } from '../errors.js';
 
 export type PathSegment = string | number;
+
+/**
+ * How many times aliases may be expanded when the document becomes plain values (the yaml
+ * library's own default): beyond it the library throws, to stop a "billion laughs" file from
+ * taking the process's memory.
+ */
+export const MAX_ALIAS_COUNT = 100;
 
 /**
  * A parsed YAML file that remembers where every node came from, so that a problem found later —
@@ -13,7 +20,8 @@ export class YamlSource {
   private constructor(
     readonly file: string,
     readonly doc: Document.Parsed,
-    private readonly lines: LineCounter,
+    /** Offset of the first character of each line. */
+    private readonly lineStarts: readonly number[],
   ) {}
 
   /**
@@ -21,31 +29,56 @@ export class YamlSource {
    * are any, `source` is still returned but its contents should not be trusted.
    */
   static parse(text: string, file: string): { source: YamlSource; problems: Problem[] } {
-    const lines = new LineCounter();
     const doc = parseDocument(text, {
-      lineCounter: lines,
       prettyErrors: false,
       uniqueKeys: true,
       strict: true,
     });
-    const source = new YamlSource(file, doc, lines);
+    const source = new YamlSource(file, doc, lineStarts(text));
     const problems: Problem[] = doc.errors.map((e) => ({
       location: source.at(e.pos[0]),
       path: '',
-      message: `YAML syntax: ${firstLine(e.message)}`,
+      message: `YAML syntax: ${syntaxMessage(e.message)}`,
     }));
+    if (problems.length === 0) {
+      // The library refuses to expand aliases past the limit by throwing; checked here, where a
+      // problem can be located, so that toJS() cannot throw for any file that parsed cleanly.
+      try {
+        source.toJS();
+      } catch (err) {
+        const message = firstLine(String((err as Error)?.message ?? err));
+        problems.push(
+          /alias/i.test(message)
+            ? {
+                location: source.at(firstAliasOffset(doc)),
+                path: '',
+                message: `YAML aliases: expected at most ${MAX_ALIAS_COUNT} alias expansions, got more; write the repeated values out`,
+              }
+            : { location: source.at(0), path: '', message: `YAML: ${message}` },
+        );
+      }
+    }
     return { source, problems };
   }
 
   /** The location of a character offset in the file. */
   at(offset: number): SourceLocation {
-    const { line, col } = this.lines.linePos(offset);
-    return { file: this.file, line, col };
+    // Counted here rather than by the yaml library's LineCounter, which loses lines after some
+    // syntax errors (a tab-indented line put the next line's errors on it, past its end).
+    const starts = this.lineStarts;
+    let lo = 0;
+    let hi = starts.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if ((starts[mid] as number) <= offset) lo = mid;
+      else hi = mid - 1;
+    }
+    return { file: this.file, line: lo + 1, col: offset - (starts[lo] as number) + 1 };
   }
 
   /** The root node's plain JavaScript value. */
   toJS(): unknown {
-    return this.doc.toJS({ maxAliasCount: 100 });
+    return this.doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT });
   }
 
   /** The node at `path`, or undefined. */
@@ -102,6 +135,35 @@ function rangeStart(node: unknown): number | undefined {
     if (r) return r[0];
   }
   return undefined;
+}
+
+/** Offsets where lines start: 0, and after each "\n" (which also ends a "\r\n" line). */
+function lineStarts(text: string): number[] {
+  const starts = [0];
+  for (let i = text.indexOf('\n'); i !== -1; i = text.indexOf('\n', i + 1)) starts.push(i + 1);
+  return starts;
+}
+
+/** Where the first alias (`*name`) of the document is written: where expansion starts. */
+function firstAliasOffset(doc: Document.Parsed): number {
+  let offset = 0;
+  visit(doc, {
+    Alias(_, node) {
+      if (!isAlias(node)) return;
+      offset = node.range?.[0] ?? 0;
+      return visit.BREAK;
+    },
+  });
+  return offset;
+}
+
+/**
+ * The yaml library's message without the source text it quotes: the location already points at
+ * the token, and the token may be a secret (a routing key written inline in a config file whose
+ * indentation broke above it would be echoed to stderr and the logs).
+ */
+function syntaxMessage(message: string): string {
+  return firstLine(message).replace(/^(Unexpected [\w-]+ token in YAML stream|Not a YAML token): .*$/s, '$1');
 }
 
 function firstLine(s: string): string {

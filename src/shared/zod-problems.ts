@@ -27,6 +27,16 @@ export function zodProblems(
       case 'unrecognized_keys': {
         const known = knownKeys(schema, path);
         for (const key of issue.keys) {
+          if (isSecretPath([...path, key])) {
+            out.push({
+              location: source.locate([...path, key], { key: true }),
+              path: formatPath(path),
+              message:
+                `Unknown key of ${key.length} characters (not shown)` +
+                (known.length ? ` (expected one of: ${known.join(', ')})` : ''),
+            });
+            continue;
+          }
           const hint = suggest(key, known);
           out.push({
             location: source.locate([...path, key], { key: true }),

@@ -163,6 +163,7 @@ describe('delivery to PagerDuty', () => {
     expect(details.NewStateReason).toBe('Threshold crossed');
     expect(String(details.AlarmDescription).startsWith(control.slice(0, 1000))).toBe(true);
     expect(details.pd_relay_truncated).toMatchObject({ cut: ['AlarmDescription'] });
+    // Counted once the relay has PagerDuty's answer, which may be just after the fake recorded the event.
     await expect
       .poll(() => metric(registry, 'pdrelay_payload_truncations_total', { field: 'custom_details' }))
       .toBe(1);

@@ -103,7 +103,12 @@ describe('e2e: a full or read-only spool', () => {
     ).toEqual([]);
     const refused = results.filter((r) => r.status === 503);
     expect(refused.length).toBeGreaterThan(0);
-    expect(JSON.parse(refused[0]?.body ?? '{}')).toMatchObject({ error: 'spool_unavailable' });
+    // The first refusal is the failed commit itself (spool_unavailable) or, when the dispatcher's
+    // own write found the spool unwritable a moment earlier, the readiness check (not_ready) that
+    // names the spool: both are 503, so SNS retries either way.
+    const first = JSON.parse(refused[0]?.body ?? '{}') as { error?: string; message?: string };
+    if (first.error === 'not_ready') expect(first.message).toMatch(reason);
+    else expect(first).toMatchObject({ error: 'spool_unavailable' });
     // Readiness is false, new deliveries are deferred, the metric and the log say why.
     const ready = await sns.get('/readyz');
     expect(ready.status).toBe(503);
