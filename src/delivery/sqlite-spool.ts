@@ -1,6 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import BetterSqlite3, { type Database, type Statement } from 'better-sqlite3';
+import { serialisedBody } from '../pagerduty/limits.js';
 import type { EventAction, EventBody } from '../pagerduty/types.js';
 import { SqliteOpenAlertMap } from './key-map.js';
 import { migrate, SPOOL_SCHEMA_VERSION, SpoolVersionError, schemaVersion } from './migrations.js';
@@ -111,6 +112,8 @@ export class SqliteSpool implements Spool {
   /** count(*) of the ledger, kept up to date: a scrape must not scan millions of MessageIds. */
   #messageIds: number | undefined;
   readonly #s: ReturnType<typeof prepare>;
+  /** One entry in its own savepoint; built once (better-sqlite3 wraps a new function per transaction() call). */
+  readonly #entryTx: (entry: SpoolEntry) => CommitResult;
 
   /**
    * Opens (creating if needed, migrating if old) `<dir>/spool.db`. Throws SpoolOpenError when the
@@ -153,6 +156,7 @@ export class SqliteSpool implements Spool {
       }
       this.#alerts = new SqliteOpenAlertMap(this.#db, this.#now);
       this.#s = prepare(this.#db, this.#readonly);
+      this.#entryTx = this.#db.transaction((entry: SpoolEntry) => this.#insertEntry(entry));
       this.#dataVersion = this.#db.pragma('data_version', { simple: true }) as number;
     } catch (err) {
       this.#db.close();
@@ -458,7 +462,7 @@ export class SqliteSpool implements Spool {
   /** One entry inside the group transaction, in its own savepoint so that a bug in one entry fails only that one. */
   #commitOne(entry: SpoolEntry): CommitResult | Error {
     try {
-      return this.#db.transaction(() => this.#insertEntry(entry))();
+      return this.#entryTx(entry);
     } catch (err) {
       if (err instanceof BetterSqlite3.SqliteError) throw err;
       this.#messageIds = undefined;
@@ -484,7 +488,7 @@ export class SqliteSpool implements Spool {
         ev.action,
         ev.dedupKey,
         keyFp,
-        JSON.stringify(ev.body),
+        serialisedBody(ev.body),
         entry.receivedAt,
         1,
       );
