@@ -118,10 +118,29 @@ const running = await factory({
   certHostPattern: process.argv[3] ?? '^127\\.0\\.0\\.1:\\d+$',
   pagerdutyUrl: process.argv[4] ?? 'http://127.0.0.1:9',
 });
+// The server's own cost between 'mark' and 'stats': event-loop busy time (the relay's bottleneck:
+// one thread, blocking fsyncs included) and CPU time (all threads: libuv's pool, GC, the loop).
+let elu = performance.eventLoopUtilization();
+let cpu = process.cpuUsage();
 process.on('message', (msg) => {
+  if (msg === 'mark') {
+    elu = performance.eventLoopUtilization();
+    cpu = process.cpuUsage();
+    process.send?.('marked');
+  }
   if (msg === 'stats') {
+    const loop = performance.eventLoopUtilization(elu);
+    const used = process.cpuUsage(cpu);
     const rss = process.memoryUsage().rss;
-    void running.commits().then((commits) => process.send?.({ rss, pending: running.pending(), commits }));
+    void running.commits().then((commits) =>
+      process.send?.({
+        rss,
+        pending: running.pending(),
+        commits,
+        loopMs: loop.active,
+        cpuMs: (used.user + used.system) / 1000,
+      }),
+    );
   }
   if (msg === 'stop') {
     // A normal exit, so that --cpu-prof writes its profile.

@@ -38,6 +38,10 @@ interface Figures {
   pending: number;
   /** The relay's group commits over the whole run (warm-up included). */
   commits?: Commits | undefined;
+  /** Server event-loop busy time per request in the measured window, µs (its capacity: 1e6 / this). */
+  loopUs: number;
+  /** Server CPU time (all threads) per request in the measured window, µs. */
+  cpuUs: number;
   non2xx: number;
   errors: number;
   requests: number;
@@ -65,10 +69,18 @@ async function startServer(
   return { child, port: msg.listening };
 }
 
-async function statsOf(child: ChildProcess): Promise<{ rss: number; pending: number; commits?: Commits }> {
-  child.send('stats');
-  const [msg] = (await once(child, 'message')) as [{ rss: number; pending: number; commits?: Commits }];
-  return msg;
+interface ServerStats {
+  rss: number;
+  pending: number;
+  commits?: Commits;
+  loopMs: number;
+  cpuMs: number;
+}
+
+async function ask<T>(child: ChildProcess, msg: string): Promise<T> {
+  const answer = once(child, 'message');
+  child.send(msg);
+  return ((await answer) as [T])[0];
 }
 
 async function stop(child: ChildProcess): Promise<void> {
@@ -125,12 +137,13 @@ async function measure(
     const next = { i: 0 };
     const unique = kind === 'relay';
     await drive(port, bodies, next, WARMUP_S, unique);
+    await ask(child, 'mark');
     const { result, exhausted } = await drive(port, bodies, next, DURATION_S, unique);
+    const stats = await ask<ServerStats>(child, 'stats');
     if (exhausted)
       console.warn(
         `  ${kind}: ran out of unique messages; raise BENCH_MESSAGES (figures cover a shorter run).`,
       );
-    const stats = await statsOf(child);
     return {
       kind,
       reqPerSec: result.requests.average,
@@ -139,6 +152,8 @@ async function measure(
       rssMb: stats.rss / 1024 / 1024,
       pending: stats.pending,
       commits: stats.commits,
+      loopUs: (stats.loopMs * 1000) / result.requests.total,
+      cpuUs: (stats.cpuMs * 1000) / result.requests.total,
       non2xx: result.non2xx,
       errors: result.errors + result.timeouts,
       requests: result.requests.total,
@@ -161,6 +176,8 @@ const row = (label: string, f: Omit<Figures, 'kind' | 'requests'>) =>
     `${num(f.reqPerSec, 0, 7)} req/s`,
     `p50 ${num(f.p50, 1, 5)} ms`,
     `p99 ${num(f.p99, 1, 5)} ms`,
+    `loop ${num(f.loopUs, 0, 4)} µs/req`,
+    `CPU ${num(f.cpuUs, 0, 4)} µs/req`,
     `RSS ${num(f.rssMb, 0, 4)} MB`,
     `pending ${num(f.pending, 0, 6)}`,
     `non-2xx ${f.non2xx}`,
@@ -203,6 +220,8 @@ try {
       p50: median(fs.map((f) => f.p50)),
       p99: median(fs.map((f) => f.p99)),
       rssMb: Math.max(...fs.map((f) => f.rssMb)),
+      loopUs: median(fs.map((f) => f.loopUs)),
+      cpuUs: median(fs.map((f) => f.cpuUs)),
       pending: Math.max(...fs.map((f) => f.pending)),
       non2xx: fs.reduce((n, f) => n + f.non2xx, 0),
       errors: fs.reduce((n, f) => n + f.errors, 0),
@@ -218,6 +237,10 @@ try {
   console.log(
     `\nrelay / bare: ${(ratio * 100).toFixed(0)}% of the throughput (rounds: ${ratios.map((r) => `${(r * 100).toFixed(0)}%`).join(', ')}), ` +
       `p50 ×${(relay.p50 / Math.max(bare.p50, 0.01)).toFixed(1)}, p99 ×${(relay.p99 / Math.max(bare.p99, 0.01)).toFixed(1)}`,
+  );
+  console.log(
+    `server cost per request: event loop ${relay.loopUs.toFixed(0)} µs vs ${bare.loopUs.toFixed(0)} µs (×${(relay.loopUs / bare.loopUs).toFixed(1)}; ` +
+      `the relay's loop saturates near ${(1e6 / relay.loopUs).toFixed(0)} req/s), CPU ${relay.cpuUs.toFixed(0)} µs vs ${bare.cpuUs.toFixed(0)} µs`,
   );
   console.log(
     `goal (≥ ${GOAL_RATIO * 100}% of bare, p99 ≤ ${GOAL_P99_MS} ms): ${ratio >= GOAL_RATIO && relay.p99 <= GOAL_P99_MS ? 'met' : 'NOT met'}; ` +
