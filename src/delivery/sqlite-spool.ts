@@ -17,6 +17,7 @@ import type {
   StoredEvent,
 } from './spool.js';
 import { type SpoolEntry, SpoolUnavailableError } from './types.js';
+import { WalCheckpointer } from './wal-checkpointer.js';
 import { WalFileSync, type WalSync } from './wal-sync.js';
 
 /** The database file inside `spool.dir`. */
@@ -50,7 +51,20 @@ export interface SqliteSpoolOptions {
   probeIntervalMs?: number;
   /** Syncs the WAL before commits are acknowledged; by default fdatasync on `spool.db-wal`. */
   walSync?: WalSync;
+  /**
+   * Checkpoint the WAL on a thread of its own (wal-checkpointer.ts) instead of inside the commit
+   * that crosses SQLite's threshold, on the event loop. The relay's spool does; the CLI's need not.
+   */
+  backgroundCheckpoint?: boolean;
 }
+
+/**
+ * SQLite's own checkpoint threshold, in pages, when a background thread checkpoints: a backstop
+ * (≈ 40 MiB of WAL with 4 KiB pages) in case that thread falls behind.
+ */
+const BACKSTOP_CHECKPOINT_PAGES = 10_000;
+/** SQLite's default `wal_autocheckpoint`. */
+const DEFAULT_CHECKPOINT_PAGES = 1000;
 
 interface EventRow {
   id: number;
@@ -95,7 +109,12 @@ const PENDING_COLUMNS = 'id, route, action, dedup_key, key_fp, received_at, atte
  * The sync is synchronous=FULL's, moved off the event loop: SQLite runs with NORMAL (commits
  * write the WAL, without fsync) and the spool fdatasyncs the WAL on libuv's thread pool, then
  * answers the transaction's commits and hands its events to the dispatcher. Meanwhile the loop
- * goes on verifying, evaluating and writing the next transaction (bench/README.md, ingest).
+ * goes on verifying and evaluating the next requests (bench/README.md, ingest).
+ *
+ * With `backgroundCheckpoint`, a thread of its own copies the WAL into the database file. Under a
+ * sustained storm its checkpoints rarely catch up with the very last commit, so the WAL is not
+ * rewound from its start until SQLite's own checkpoint at BACKSTOP_CHECKPOINT_PAGES does it
+ * (cheaply: the pages are copied by then): the `-wal` file then stays up to ~40 MiB.
  */
 export class SqliteSpool implements Spool {
   readonly location: string;
@@ -129,6 +148,7 @@ export class SqliteSpool implements Spool {
   /** Transactions the running sync covers; undefined when no sync runs. */
   #syncing: Array<(err: Error | null) => void> | undefined;
   #probing = false;
+  readonly #checkpointer: WalCheckpointer | undefined;
 
   /**
    * Opens (creating if needed, migrating if old) `<dir>/spool.db`. Throws SpoolOpenError when the
@@ -174,8 +194,18 @@ export class SqliteSpool implements Spool {
       this.#s = prepare(this.#db, this.#readonly);
       this.#entryTx = this.#db.transaction((entry: SpoolEntry) => this.#insertEntry(entry));
       this.#wal = opts.walSync ?? new WalFileSync(`${this.location}-wal`);
+      if (opts.backgroundCheckpoint && !this.#readonly) {
+        this.#checkpointer = new WalCheckpointer(this.location, {
+          // Without the thread, SQLite checkpoints on the loop again, as often as by default.
+          onError: () => {
+            if (!this.#closed) this.#db.pragma(`wal_autocheckpoint = ${DEFAULT_CHECKPOINT_PAGES}`);
+          },
+        });
+        this.#db.pragma(`wal_autocheckpoint = ${BACKSTOP_CHECKPOINT_PAGES}`);
+      }
       this.#dataVersion = this.#db.pragma('data_version', { simple: true }) as number;
     } catch (err) {
+      this.#checkpointer?.close();
       this.#db.close();
       if (err instanceof SpoolVersionError) throw new SpoolOpenError(`${this.location}: ${err.message}`);
       throw new SpoolOpenError(`Cannot use the spool ${this.location}: ${describeError(err)}`);
@@ -408,6 +438,7 @@ export class SqliteSpool implements Spool {
       const err = this.#wal.syncNow();
       for (const done of waiting) done(err);
     }
+    this.#checkpointer?.close();
     this.#db.close();
     this.#wal.close();
   }

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { existsSync, statSync, writeFileSync } from 'node:fs';
 import BetterSqlite3 from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { PoolKeyAssigner, pickForDedupKey } from '../../src/delivery/key-assigner.js';
@@ -38,6 +38,7 @@ function spoolWith(
     now?: () => number;
     probeIntervalMs?: number;
     walSync?: WalSync;
+    backgroundCheckpoint?: boolean;
   } = {},
 ): { spool: SqliteSpool; ring: KeyRing } {
   const ring = ringOf(keys);
@@ -459,6 +460,34 @@ describe('SqliteSpool', () => {
     const { spool: again } = spoolWith();
     expect(again.hasMessage(message.messageId)).toBe(true);
     expect(again.pending().map((e) => e.dedupKey)).toEqual(['closing']);
+  });
+
+  it('checkpoints the WAL into the database file on a thread of its own, long before SQLite would', async () => {
+    const { spool } = spoolWith([1, 2, 3, 4], { backgroundCheckpoint: true });
+    const db = `${tmp.dir}/spool.db`;
+    const before = statSync(db).size;
+    // ~400 KB: about 100 pages, far below SQLite's own threshold (1000 pages; 10,000 with the thread).
+    const details = { text: 'x'.repeat(4000) };
+    for (let i = 0; i < 100; i++) await spool.commit(entry([alarmEvent('trigger', `c${i}`, { details })]));
+    await expect.poll(() => statSync(db).size - before, { timeout: 5000 }).toBeGreaterThan(300_000);
+    expect(spool.pending()).toHaveLength(100);
+  });
+
+  it('closes the checkpointing thread first, so that closing leaves the database whole and no WAL', async () => {
+    const { spool } = spoolWith([1, 2, 3, 4], { backgroundCheckpoint: true });
+    const db = `${tmp.dir}/spool.db`;
+    const before = statSync(db).size;
+    const message = entry([alarmEvent('trigger', 'whole', { details: { text: 'x'.repeat(100_000) } })]);
+    await spool.commit(message);
+    // The thread has its connection open: it checkpointed.
+    await expect.poll(() => statSync(db).size - before, { timeout: 5000 }).toBeGreaterThan(90_000);
+    expect(existsSync(`${tmp.dir}/spool.db-wal`)).toBe(true);
+    spool.close();
+    open.length = 0;
+    // SQLite removes the WAL when its last connection closes: the thread's was closed before.
+    expect(existsSync(`${tmp.dir}/spool.db-wal`)).toBe(false);
+    const { spool: again } = spoolWith();
+    expect(again.hasMessage(message.messageId)).toBe(true);
   });
 
   it('rejects commits once closed', async () => {
