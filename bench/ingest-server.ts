@@ -8,8 +8,8 @@
 //   with a config file: real signature verification and MessageId de-duplication, the built-in
 //   rules, PagerDuty's limits, the SQLite spool (WAL, synchronous=FULL, group commit) in a temp
 //   directory on the same disk as a deployment's, and delivery running with routing keys against
-//   the parent's FakePagerDuty. The request log line goes to /dev/null (pino, asynchronous, as
-//   in production to stdout); metrics are on.
+//   the parent's FakePagerDuty. The request log line goes to /dev/null through the production
+//   destination (pino, asynchronous and buffered, as to stdout); metrics are on.
 // - `bare`: a hono app on @hono/node-server whose `POST /sns` only reads the body and answers 200:
 //   the ceiling for any hono service on this machine.
 import { once } from 'node:events';
@@ -19,9 +19,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createAdaptorServer } from '@hono/node-server';
 import { Hono } from 'hono';
-import { pino } from 'pino';
 import { loadConfig } from '../src/config/load.js';
-import { createLogger } from '../src/log/logger.js';
+import { createLogger, logDestination } from '../src/log/logger.js';
 import { startRelay } from '../src/main.js';
 import { testRoutingKey } from '../test/helpers/fake-pagerduty.js';
 import { BENCH_TOPIC } from './signed-messages.js';
@@ -69,10 +68,7 @@ export const SERVERS: Record<string, (opts: ServerOptions) => Promise<Running>> 
     );
     const config = loadConfig({ file, env: {} });
     const relay = await startRelay(config, {
-      logger: createLogger({
-        level: 'info',
-        destination: pino.destination({ dest: '/dev/null', sync: false }),
-      }),
+      logger: createLogger({ level: 'info', destination: logDestination('/dev/null') }),
     });
     return {
       port: relay.snsAddress.port,
