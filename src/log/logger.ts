@@ -17,19 +17,14 @@ const REDACT = [
   'req.headers.authorization',
 ];
 
-/** Log lines are written once this many bytes are buffered (a dozen request lines)… */
-export const LOG_BUFFER_BYTES = 4096;
-/** …or this often, whichever comes first, so that a quiet relay's lines are never late by more. */
-export const LOG_FLUSH_MS = 100;
-
 /**
- * Where the relay's JSON lines go: asynchronous and buffered. One write(2) per ~4 KB instead of
- * one per line: each write is a hand-off to libuv's pool, measured at ~7% of the event loop's time
- * per SNS request when every request line was written on its own (bench/README.md, ingest). Lines
- * still buffered at exit are written by pino's exit handler.
+ * Where the relay's JSON lines go: pino's asynchronous destination, written by libuv's pool; lines
+ * still queued at exit are written by pino's exit handler. Buffering them (sonic-boom's
+ * `minLength`) was measured in the ingest benchmark: no gain, since sonic-boom measures its whole
+ * buffer for every line (bench/README.md).
  */
 export function logDestination(dest: number | string = 1): DestinationStream {
-  return pino.destination({ dest, sync: false, minLength: LOG_BUFFER_BYTES, periodicFlush: LOG_FLUSH_MS });
+  return pino.destination({ dest, sync: false });
 }
 
 /**

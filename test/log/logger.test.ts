@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createLogger, LOG_FLUSH_MS, logDestination } from '../../src/log/logger.js';
+import { createLogger, logDestination } from '../../src/log/logger.js';
 import { tempDir, writeIn } from '../helpers/temp.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
@@ -26,19 +26,16 @@ describe('log destination', () => {
     return { logger, lines };
   };
 
-  it("writes a quiet relay's line without waiting for the buffer to fill", async () => {
+  it("writes a quiet relay's line at once", async () => {
     const { logger, lines } = fileLogger();
     logger.info({ reqId: 'r1' }, 'SNS notification accepted.');
-    await expect
-      .poll(() => lines().map((l) => l.reqId), { timeout: 20 * LOG_FLUSH_MS, interval: 10 })
-      .toEqual(['r1']);
+    await expect.poll(() => lines().map((l) => l.reqId), { timeout: 2000, interval: 10 }).toEqual(['r1']);
   });
 
   it('writes every line of a burst, in order', async () => {
     const { logger, lines } = fileLogger();
     for (let i = 0; i < 2000; i++) logger.info({ n: i }, 'SNS notification accepted.');
-    // The tail shorter than the buffer goes out with the next periodic flush.
-    await expect.poll(() => lines().length, { timeout: 20 * LOG_FLUSH_MS, interval: 10 }).toBe(2000);
+    await expect.poll(() => lines().length, { timeout: 2000, interval: 10 }).toBe(2000);
     expect(lines().map((l) => l.n)).toEqual(Array.from({ length: 2000 }, (_, i) => i));
   });
 
