@@ -1,99 +1,146 @@
 // The server side of bench/ingest.bench.ts, run in its own process so that the load generator does
-// not share its event loop. `node --import tsx bench/ingest-server.ts <kind>`; talks to the parent
-// over IPC: sends {listening: port}, answers {rss} to 'rss'. Trusts the parent's FakeSns through
-// NODE_EXTRA_CA_CERTS, as a deployed relay trusts the system store.
+// not share its event loop. `node --import tsx bench/ingest-server.ts <kind> <certHostPattern>
+// <pagerdutyUrl>`; talks to the parent over IPC: sends {listening: port}, answers 'stats' with
+// {rss, pending}, exits on 'stop'. Trusts the parent's FakeSns through NODE_EXTRA_CA_CERTS, as a
+// deployed relay trusts the system store.
 //
-// The server is swappable: SERVERS maps a kind to a factory. `relay` is the SNS intake with real
-// verification, a realistic stand-in for decode → rules (JSON parse of the alarm + one fitted
-// event) and an in-memory sink; `bare` is a hono POST handler that only reads the body. Re-point
-// `relay` at the full relay (real rules, real spool) once those stages are merged.
+// - `relay`: the whole relay as `pd-relay serve` runs it — startRelay() from the composition root
+//   with a config file: real signature verification and MessageId de-duplication, the built-in
+//   rules, PagerDuty's limits, the SQLite spool (WAL, synchronous=FULL, group commit) in a temp
+//   directory on the same disk as a deployment's, and delivery running with routing keys against
+//   the parent's FakePagerDuty. The request log line goes to /dev/null through the production
+//   destination (pino, asynchronous and buffered, as to stdout); metrics are on.
+// - `bare`: a hono app on @hono/node-server whose `POST /sns` only reads the body and answers 200:
+//   the ceiling for any hono service on this machine.
 import { once } from 'node:events';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createAdaptorServer } from '@hono/node-server';
 import { Hono } from 'hono';
-import { pino } from 'pino';
-import { createSnsApp } from '../src/app.js';
 import { loadConfig } from '../src/config/load.js';
-import { createIngressFromConfig } from '../src/ingress/sns/from-config.js';
-import type { NotificationHandler } from '../src/ingress/sns/types.js';
-import { createLogger } from '../src/log/logger.js';
-import { createRegistry } from '../src/metrics/registry.js';
-import { fitEvent } from '../src/pagerduty/limits.js';
-import type { AlertEventBody } from '../src/pagerduty/types.js';
-import { MemorySink } from '../test/helpers/memory-sink.js';
+import { createLogger, logDestination } from '../src/log/logger.js';
+import { startRelay } from '../src/main.js';
+import { testRoutingKey } from '../test/helpers/fake-pagerduty.js';
+import { BENCH_TOPIC } from './signed-messages.js';
 
-type Fetch = (request: Request) => Response | Promise<Response>;
+/** Routing keys of the bench route: a pool, as a production route has. */
+export const BENCH_KEYS = Array.from({ length: 4 }, (_, i) => testRoutingKey(`bench${i + 1}`));
 
-/** What the rules will do at least: parse the alarm, build one event, fit it to PagerDuty's limits. */
-const alarmToEvent: NotificationHandler = (envelope) => {
-  const alarm = JSON.parse(envelope.Message) as Record<string, unknown>;
-  const state = String(alarm.NewStateValue);
-  const body: AlertEventBody = {
-    event_action: state === 'OK' ? 'resolve' : 'trigger',
-    dedup_key: String(alarm.AlarmArn ?? alarm.AlarmName),
-    payload: {
-      summary: `${state}: ${String(alarm.AlarmName)} — ${String(alarm.NewStateReason ?? '')}`,
-      source: String(alarm.AWSAccountId ?? 'aws'),
-      severity: 'critical',
-      timestamp: envelope.Timestamp,
-      custom_details: alarm,
-    },
-  };
-  const fitted = fitEvent(body);
-  return [
-    {
-      route: 'default',
-      rule: 'bench',
-      action: body.event_action,
-      dedupKey: fitted.body.dedup_key ?? null,
-      body: fitted.body,
-    },
-  ];
-};
+interface Running {
+  port: number;
+  /** Events committed and not yet delivered (the relay), else 0. */
+  pending(): number;
+  /** Group commits so far (the relay's own metrics), else undefined. */
+  commits(): Promise<Commits | undefined>;
+  close(): Promise<void>;
+}
 
-export const SERVERS: Record<string, (opts: { certHostPattern: string }) => Fetch> = {
-  relay({ certHostPattern }) {
-    const base = loadConfig({ env: {} });
-    const config = {
-      ...base,
-      sns: { ...base.sns, certHostPattern, topics: ['arn:aws:sns:*:123456789012:*'] },
+export interface Commits {
+  transactions: number;
+  entries: number;
+  seconds: number;
+}
+
+interface ServerOptions {
+  certHostPattern: string;
+  pagerdutyUrl: string;
+}
+
+export const SERVERS: Record<string, (opts: ServerOptions) => Promise<Running>> = {
+  async relay({ certHostPattern, pagerdutyUrl }) {
+    // Not /dev/shm: the spool's fsyncs must cost what they cost on a deployment's volume.
+    const dir = mkdtempSync(join(tmpdir(), 'pd-relay-bench-'));
+    const file = join(dir, 'config.yaml');
+    writeFileSync(
+      file,
+      JSON.stringify({
+        server: { host: '127.0.0.1', port: 0 },
+        metrics: { host: '127.0.0.1', port: 0 },
+        sns: { topics: [BENCH_TOPIC], certHostPattern },
+        pagerduty: { url: pagerdutyUrl },
+        routes: { default: { keys: BENCH_KEYS.map((key, i) => ({ alias: `bench-${i + 1}`, key })) } },
+        spool: { dir: join(dir, 'spool') },
+        rules: { watch: false },
+        delivery: { drainTimeoutMs: 1000 },
+      }),
+    );
+    const config = loadConfig({ file, env: {} });
+    const relay = await startRelay(config, {
+      logger: createLogger({ level: 'info', destination: logDestination('/dev/null') }),
+    });
+    return {
+      port: relay.snsAddress.port,
+      pending: () => relay.delivery.stats().counts?.pending ?? 0,
+      async commits() {
+        const { address, port } = relay.metricsAddress;
+        const text = await (await fetch(`http://${address}:${port}/metrics`)).text();
+        const value = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? 0);
+        return {
+          transactions: value('pdrelay_spool_commit_duration_seconds_count'),
+          entries: value('pdrelay_spool_commit_batch_entries_sum'),
+          seconds: value('pdrelay_spool_commit_duration_seconds_sum'),
+        };
+      },
+      async close() {
+        await relay.close('bench');
+        rmSync(dir, { recursive: true, force: true });
+      },
     };
-    // Logging stays on (one JSON line per request, as in production), written to /dev/null.
-    const logger = createLogger({
-      level: 'info',
-      destination: pino.destination({ dest: '/dev/null', sync: false }),
-    });
-    const readiness = () => null;
-    const ingress = createIngressFromConfig(config, {
-      handleNotification: alarmToEvent,
-      sink: new MemorySink({ keepEntries: false }),
-      logger,
-      registry: createRegistry(),
-      readiness,
-    });
-    return createSnsApp({ logger, readiness, ingress }).fetch;
   },
-  bare() {
+  async bare() {
     const app = new Hono();
     app.post('/sns', async (c) => {
       await c.req.text();
       return c.json({ result: 'accepted' });
     });
-    return app.fetch;
+    const server = createAdaptorServer({ fetch: app.fetch });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    return {
+      port: (server.address() as AddressInfo).port,
+      pending: () => 0,
+      commits: async () => undefined,
+      close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+    };
   },
 };
 
 const kind = process.argv[2] ?? 'relay';
 const factory = SERVERS[kind];
-if (!factory)
-  throw new Error(`Unknown server kind ${kind}; expected one of ${Object.keys(SERVERS).join(', ')}`);
-const server = createAdaptorServer({
-  fetch: factory({ certHostPattern: process.argv[3] ?? '^127\\.0\\.0\\.1:\\d+$' }),
+if (!factory) throw new Error(`Expected a server kind of ${Object.keys(SERVERS).join(', ')}, got ${kind}.`);
+const running = await factory({
+  certHostPattern: process.argv[3] ?? '^127\\.0\\.0\\.1:\\d+$',
+  pagerdutyUrl: process.argv[4] ?? 'http://127.0.0.1:9',
 });
-server.listen(0, '127.0.0.1');
-await once(server, 'listening');
+// The server's own cost between 'mark' and 'stats': event-loop busy time (the relay's bottleneck:
+// one thread, blocking fsyncs included) and CPU time (all threads: libuv's pool, GC, the loop).
+let elu = performance.eventLoopUtilization();
+let cpu = process.cpuUsage();
 process.on('message', (msg) => {
-  if (msg === 'rss') process.send?.({ rss: process.memoryUsage().rss });
-  if (msg === 'stop') server.close(() => process.exit(0));
+  if (msg === 'mark') {
+    elu = performance.eventLoopUtilization();
+    cpu = process.cpuUsage();
+    process.send?.('marked');
+  }
+  if (msg === 'stats') {
+    const loop = performance.eventLoopUtilization(elu);
+    const used = process.cpuUsage(cpu);
+    const rss = process.memoryUsage().rss;
+    void running.commits().then((commits) =>
+      process.send?.({
+        rss,
+        pending: running.pending(),
+        commits,
+        loopMs: loop.active,
+        cpuMs: (used.user + used.system) / 1000,
+      }),
+    );
+  }
+  if (msg === 'stop') {
+    // A normal exit, so that --cpu-prof writes its profile.
+    void running.close().finally(() => process.exit(0));
+  }
 });
-process.send?.({ listening: (server.address() as AddressInfo).port });
+process.send?.({ listening: running.port });

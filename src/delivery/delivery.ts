@@ -83,6 +83,7 @@ export function createDelivery(config: Config, deps: DeliveryDeps): Delivery {
       assigner,
       now: () => clock.now(),
       maxSizeMiB: config.spool.maxSizeMiB,
+      backgroundCheckpoint: true,
       ...(deps.spoolProbeIntervalMs ? { probeIntervalMs: deps.spoolProbeIntervalMs } : {}),
       observer: {
         committed: (info) => metrics.spoolCommitted(info),

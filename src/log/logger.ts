@@ -18,6 +18,16 @@ const REDACT = [
 ];
 
 /**
+ * Where the relay's JSON lines go: pino's asynchronous destination, written by libuv's pool; lines
+ * still queued at exit are written by pino's exit handler. Buffering them (sonic-boom's
+ * `minLength`) was measured in the ingest benchmark: no gain, since sonic-boom measures its whole
+ * buffer for every line (bench/README.md).
+ */
+export function logDestination(dest: number | string = 1): DestinationStream {
+  return pino.destination({ dest, sync: false });
+}
+
+/**
  * JSON lines on stdout (or `destination`, which tests use to read what was logged). Messages are
  * capitalised sentences; context goes in fields.
  */
@@ -32,6 +42,6 @@ export function createLogger(
       formatters: { level: (label) => ({ level: label }) },
       redact: { paths: REDACT, censor: '[redacted]' },
     },
-    opts.destination ?? pino.destination({ dest: 1, sync: false }),
+    opts.destination ?? logDestination(),
   );
 }

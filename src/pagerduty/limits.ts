@@ -45,11 +45,55 @@ export interface FittedEvent<T extends EventBody = EventBody> {
 }
 
 /**
- * Returns a copy of `body` that PagerDuty will accept: summary cut with "…", long dedup keys
- * hashed, severity and source made valid, and the whole request (routing key included) within
- * 512,000 bytes by shrinking custom_details largest field first, then replacing it with a marker.
+ * Returns a body that PagerDuty will accept: summary cut with "…", long dedup keys hashed,
+ * severity and source made valid, and the whole request (routing key included) within 512,000
+ * bytes by shrinking custom_details largest field first, then replacing it with a marker.
+ * An event already within the limits (nearly all of them) is returned as it is, not copied; one
+ * that needs changing is copied first, so `input` is never modified. Either way the result is
+ * treated as immutable from here on: its JSON text is kept for serialisedBody().
  */
 export function fitEvent<T extends EventBody>(input: T): FittedEvent<T> {
+  // One JSON.stringify measures the event and is reused by the spool; no copy unless a limit applies.
+  if (fieldsWithinLimits(input)) {
+    const json = JSON.stringify(input);
+    const bytes = Buffer.byteLength(json, 'utf8');
+    if (bytes <= BODY_BUDGET) {
+      serialised.set(input, json);
+      return { body: input, bytes, truncations: [] };
+    }
+  }
+  return fitCopy(input);
+}
+
+/**
+ * The JSON text of `body`: the one fitEvent() measured when `body` is its result, else a fresh
+ * JSON.stringify. Saves serialising every event twice on its way into the spool.
+ */
+export function serialisedBody(body: EventBody): string {
+  return serialised.get(body) ?? JSON.stringify(body);
+}
+
+/** JSON of bodies fitEvent() returned unchanged, until they are garbage. */
+const serialised = new WeakMap<object, string>();
+
+/** Room for the body in MAX_EVENT_BYTES once delivery adds the routing key. */
+const BODY_BUDGET = MAX_EVENT_BYTES - ROUTING_KEY_ALLOWANCE;
+
+/** Whether every per-field limit fitCopy() enforces already holds (the size is checked apart). */
+function fieldsWithinLimits(body: EventBody): boolean {
+  const b = body as Partial<AlertEventBody> & Partial<ChangeEventBody>;
+  if (typeof b.dedup_key === 'string' && b.dedup_key.length > MAX_DEDUP_KEY_CHARS) return false;
+  const payload = b.payload as Partial<AlertEventBody['payload']> | undefined;
+  if (!payload) return true;
+  if (typeof payload.summary !== 'string' || payload.summary.length > MAX_SUMMARY_CHARS) return false;
+  if ('event_action' in b) {
+    if (!SEVERITIES.includes(payload.severity as Severity)) return false;
+    if (typeof payload.source !== 'string' || payload.source.trim() === '') return false;
+  }
+  return true;
+}
+
+function fitCopy<T extends EventBody>(input: T): FittedEvent<T> {
   const truncations = new Set<TruncatedField>();
   const body = structuredClone(input) as T & Partial<AlertEventBody> & Partial<ChangeEventBody>;
 
@@ -77,7 +121,7 @@ export function fitEvent<T extends EventBody>(input: T): FittedEvent<T> {
     }
   }
 
-  const budget = MAX_EVENT_BYTES - ROUTING_KEY_ALLOWANCE;
+  const budget = BODY_BUDGET;
   let bytes = jsonBytes(body);
   if (bytes > budget && payload?.custom_details !== undefined && payload.custom_details !== null) {
     const details: unknown = payload.custom_details;

@@ -116,6 +116,10 @@ describe('delivery to PagerDuty', () => {
       alarms.map((a) => alarmEvent('resolve', a)),
     );
     await fake.waitFor((f) => f.accepted.length >= 200, 20_000, '200 accepted events');
+    // The fake counts an event before its 202 reaches the relay: wait for the relay's side too.
+    await expect
+      .poll(() => metric(registry, 'pdrelay_events_total', { outcome: 'delivered' }), { timeout: 5000 })
+      .toBe(200);
 
     expect(fake.accepted).toHaveLength(200);
     expect(fake.duplicates()).toEqual([]);
@@ -143,7 +147,7 @@ describe('delivery to PagerDuty', () => {
     expect(await metric(registry, 'pdrelay_pagerduty_requests_total', { code_class: '5xx' })).toBe(
       fake.count(503),
     );
-    await expect.poll(() => delivery.stats().counts?.pending).toBe(0);
+    await expect.poll(() => delivery.stats().counts?.pending, { timeout: 5000 }).toBe(0);
   });
 
   it('delivers an alarm with a 200 KB description of control characters (6× when JSON-escaped) within 512,000 bytes', async () => {

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { existsSync, statSync, writeFileSync } from 'node:fs';
 import BetterSqlite3 from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { PoolKeyAssigner, pickForDedupKey } from '../../src/delivery/key-assigner.js';
@@ -8,6 +8,7 @@ import { SPOOL_SCHEMA_VERSION } from '../../src/delivery/migrations.js';
 import type { PendingEvent } from '../../src/delivery/spool.js';
 import { type SpoolObserver, SpoolOpenError, SqliteSpool } from '../../src/delivery/sqlite-spool.js';
 import { SpoolUnavailableError } from '../../src/delivery/types.js';
+import { WalFileSync, type WalSync } from '../../src/delivery/wal-sync.js';
 import { alarmEvent, entry, tempDir, testConfig } from '../helpers/delivery.js';
 import { testRoutingKey } from '../helpers/fake-pagerduty.js';
 
@@ -31,7 +32,14 @@ function ringOf(keys: number[], route = 'default'): KeyRing {
 
 function spoolWith(
   keys: number[] = [1, 2, 3, 4],
-  opts: { observer?: SpoolObserver; maxSizeMiB?: number; now?: () => number; probeIntervalMs?: number } = {},
+  opts: {
+    observer?: SpoolObserver;
+    maxSizeMiB?: number;
+    now?: () => number;
+    probeIntervalMs?: number;
+    walSync?: WalSync;
+    backgroundCheckpoint?: boolean;
+  } = {},
 ): { spool: SqliteSpool; ring: KeyRing } {
   const ring = ringOf(keys);
   const spool = new SqliteSpool({ dir: tmp.dir, assigner: new PoolKeyAssigner(ring), ...opts });
@@ -382,6 +390,106 @@ describe('SqliteSpool', () => {
     },
   );
 
+  it('acknowledges a commit, and queues its events, only once the WAL is synced; later transactions wait for the next sync', async () => {
+    const wal = new HeldWalSync(`${tmp.dir}/spool.db-wal`);
+    const { spool } = spoolWith([1, 2, 3, 4], { walSync: wal });
+    const queued: Array<string | null> = [];
+    spool.onCommitted((events) => queued.push(...events.map((e) => e.dedupKey)));
+    const answered: string[] = [];
+    const first = spool.commit(entry([alarmEvent('trigger', 'w1')])).then(() => answered.push('w1'));
+    spool.flush();
+    expect(wal.calls).toBe(1);
+    // Written (another connection sees it), but neither answered nor queued before its sync.
+    const other = new BetterSqlite3(`${tmp.dir}/spool.db`, { readonly: true });
+    expect(other.prepare('SELECT count(*) AS n FROM events').get()).toEqual({ n: 1 });
+    other.close();
+    await wal.synced(1);
+    expect(answered).toEqual([]);
+    expect(queued).toEqual([]);
+
+    // Written while the first sync runs: that sync began before it, so it waits for the next one.
+    const second = spool.commit(entry([alarmEvent('trigger', 'w2')])).then(() => answered.push('w2'));
+    spool.flush();
+    expect(wal.calls).toBe(1);
+    wal.release();
+    await first;
+    expect(answered).toEqual(['w1']);
+    expect(queued).toEqual(['w1']);
+    expect(wal.calls).toBe(2);
+    await wal.synced(1);
+    wal.release();
+    await second;
+    expect(answered).toEqual(['w1', 'w2']);
+    expect(queued).toEqual(['w1', 'w2']);
+  });
+
+  it('answers SpoolUnavailableError when the WAL cannot be synced, still queues the events, and recovers', async () => {
+    const { o, calls } = observer();
+    const wal = new FailingWalSync(`${tmp.dir}/spool.db-wal`);
+    const { spool } = spoolWith([1, 2, 3, 4], { observer: o, walSync: wal, probeIntervalMs: 20 });
+    const queued: Array<string | null> = [];
+    spool.onCommitted((events) => queued.push(...events.map((e) => e.dedupKey)));
+    wal.failing = true;
+    const message = entry([alarmEvent('trigger', 'eio')]);
+    await expect(spool.commit(message)).rejects.toThrow(/^Spool not durable: EIO/);
+    expect(spool.problem()).toMatch(/^Spool not durable: EIO/);
+    // In the database all the same: queued for delivery now, not at the next start.
+    expect(queued).toEqual(['eio']);
+    const redelivery = { ...message, events: [alarmEvent('trigger', 'eio-again')] };
+    await expect(spool.commit(redelivery)).rejects.toThrow(/^Spool not durable/);
+
+    wal.failing = false;
+    await expect.poll(() => spool.problem(), { timeout: 5000 }).toBeNull();
+    expect(calls.map((c) => c.kind)).toEqual(['unavailable', 'recovered']);
+    // A duplicate, not a second event.
+    expect(await spool.commit(redelivery)).toEqual({ status: 'duplicate' });
+    expect(await spool.commit(entry([alarmEvent('trigger', 'ok')]))).toMatchObject({ status: 'committed' });
+    expect(spool.pending().map((e) => e.dedupKey)).toEqual(['eio', 'ok']);
+  });
+
+  it('answers commits still waiting for a sync when closed, durably', async () => {
+    const wal = new HeldWalSync(`${tmp.dir}/spool.db-wal`);
+    const { spool } = spoolWith([1, 2, 3, 4], { walSync: wal });
+    const message = entry([alarmEvent('trigger', 'closing')]);
+    const committed = spool.commit(message);
+    spool.flush();
+    spool.close();
+    open.length = 0;
+    expect(await committed).toMatchObject({ status: 'committed' });
+    wal.release();
+    const { spool: again } = spoolWith();
+    expect(again.hasMessage(message.messageId)).toBe(true);
+    expect(again.pending().map((e) => e.dedupKey)).toEqual(['closing']);
+  });
+
+  it('checkpoints the WAL into the database file on a thread of its own, long before SQLite would', async () => {
+    const { spool } = spoolWith([1, 2, 3, 4], { backgroundCheckpoint: true });
+    const db = `${tmp.dir}/spool.db`;
+    const before = statSync(db).size;
+    // ~400 KB: about 100 pages, far below SQLite's own threshold (1000 pages; 10,000 with the thread).
+    const details = { text: 'x'.repeat(4000) };
+    for (let i = 0; i < 100; i++) await spool.commit(entry([alarmEvent('trigger', `c${i}`, { details })]));
+    await expect.poll(() => statSync(db).size - before, { timeout: 5000 }).toBeGreaterThan(300_000);
+    expect(spool.pending()).toHaveLength(100);
+  });
+
+  it('closes the checkpointing thread first, so that closing leaves the database whole and no WAL', async () => {
+    const { spool } = spoolWith([1, 2, 3, 4], { backgroundCheckpoint: true });
+    const db = `${tmp.dir}/spool.db`;
+    const before = statSync(db).size;
+    const message = entry([alarmEvent('trigger', 'whole', { details: { text: 'x'.repeat(100_000) } })]);
+    await spool.commit(message);
+    // The thread has its connection open: it checkpointed.
+    await expect.poll(() => statSync(db).size - before, { timeout: 5000 }).toBeGreaterThan(90_000);
+    expect(existsSync(`${tmp.dir}/spool.db-wal`)).toBe(true);
+    spool.close();
+    open.length = 0;
+    // SQLite removes the WAL when its last connection closes: the thread's was closed before.
+    expect(existsSync(`${tmp.dir}/spool.db-wal`)).toBe(false);
+    const { spool: again } = spoolWith();
+    expect(again.hasMessage(message.messageId)).toBe(true);
+  });
+
   it('rejects commits once closed', async () => {
     const { spool } = spoolWith();
     spool.close();
@@ -389,6 +497,56 @@ describe('SqliteSpool', () => {
     await expect(spool.commit(entry([]))).rejects.toBeInstanceOf(SpoolUnavailableError);
   });
 });
+
+/** The real fdatasync, with each completion held until the test releases it. */
+class HeldWalSync implements WalSync {
+  calls = 0;
+  readonly #real: WalFileSync;
+  #held: Array<() => void> = [];
+  constructor(path: string) {
+    this.#real = new WalFileSync(path);
+  }
+  sync(done: (err: Error | null) => void): void {
+    this.calls++;
+    this.#real.sync((err) => this.#held.push(() => done(err)));
+  }
+  /** Resolves once `n` syncs have completed on disk and wait for release(). */
+  async synced(n: number): Promise<void> {
+    await expect.poll(() => this.#held.length).toBe(n);
+  }
+  release(): void {
+    for (const h of this.#held.splice(0)) h();
+  }
+  syncNow(): Error | null {
+    return this.#real.syncNow();
+  }
+  close(): void {
+    this.#real.close();
+  }
+}
+
+/** The real fdatasync, or EIO (a failing disk) while `failing`. */
+class FailingWalSync implements WalSync {
+  failing = false;
+  readonly #real: WalFileSync;
+  constructor(path: string) {
+    this.#real = new WalFileSync(path);
+  }
+  sync(done: (err: Error | null) => void): void {
+    if (this.failing) {
+      const err = Object.assign(new Error('i/o error, fdatasync'), { code: 'EIO' });
+      setImmediate(() => done(err));
+    } else {
+      this.#real.sync(done);
+    }
+  }
+  syncNow(): Error | null {
+    return this.#real.syncNow();
+  }
+  close(): void {
+    this.#real.close();
+  }
+}
 
 /** Whether this process may set the immutable attribute here (root with CAP_LINUX_IMMUTABLE, ext4/xfs). */
 function canMakeImmutable(): boolean {

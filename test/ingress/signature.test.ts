@@ -205,6 +205,25 @@ describe('signature verifier with FakeSns-signed messages', () => {
     expect(await verify(env)).toMatchObject({ ok: false, reason: 'bad_signature' });
   });
 
+  it.each<[string, () => KeyObject]>([
+    ['an EC key', () => generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey],
+    // node:crypto refuses a digest with Ed25519 outright: an error, not false.
+    ['an Ed25519 key', () => generateKeyPairSync('ed25519').publicKey],
+  ])('refuses, without failing, a certificate with %s', async (_name, key) => {
+    const other = createSignatureVerifier({ fetcher: { getKey: async () => ({ ok: true, key: key() }) } });
+    for (const version of ['1', '2']) {
+      const e = envelopeOf(fake.notification({ signatureVersion: version }));
+      expect(await other.verify(e, certUrlOf(e))).toMatchObject({ ok: false, reason: 'bad_signature' });
+    }
+  });
+
+  it('verifies many messages at once, each on its own merits', async () => {
+    const envs = Array.from({ length: 40 }, (_, i) => fake.notification({ message: `m${i}` }));
+    for (const e of envs.filter((_, i) => i % 3 === 0)) e.Message = 'tampered';
+    const results = await Promise.all(envs.map(verify));
+    expect(results.map((r) => r.ok)).toEqual(envs.map((_, i) => i % 3 !== 0));
+  });
+
   it.each([
     [
       'an unknown SignatureVersion',

@@ -5,6 +5,7 @@ import {
   fitEvent,
   hashDedupKey,
   MAX_EVENT_BYTES,
+  serialisedBody,
   TRUNCATION_MARKER,
 } from '../../src/pagerduty/limits.js';
 import type { AlertEventBody, ChangeEventBody, EventBody } from '../../src/pagerduty/types.js';
@@ -29,6 +30,31 @@ describe('fitEvent', () => {
   it('leaves an event within the limits as it is', () => {
     const body = trigger({ custom_details: { a: 1 } }, { dedup_key: 'd' });
     expect(fitEvent(body)).toEqual({ body, bytes: Buffer.byteLength(JSON.stringify(body)), truncations: [] });
+  });
+
+  it.each<[string, EventBody]>([
+    [
+      'a trigger',
+      trigger({ summary: 'é'.repeat(1024), custom_details: { a: [1, 'ü'] } }, { dedup_key: 'd' }),
+    ],
+    ['a resolve', { event_action: 'resolve', dedup_key: 'k'.repeat(255) }],
+    ['a change', { payload: { summary: 'deployed', custom_details: { v: 2 } } } as ChangeEventBody],
+  ])('returns %s within the limits itself, uncopied, and keeps its JSON for the spool', (_name, body) => {
+    const text = JSON.stringify(body);
+    const fitted = fitEvent(body);
+    expect(fitted.body).toBe(body);
+    expect(fitted.bytes).toBe(Buffer.byteLength(text));
+    expect(serialisedBody(fitted.body)).toBe(text);
+  });
+
+  it('serialises a body it did not fit, or one it had to copy, afresh', () => {
+    const unfitted = trigger({ summary: 'plain' });
+    expect(serialisedBody(unfitted)).toBe(JSON.stringify(unfitted));
+    const input = trigger({ summary: 'x'.repeat(2000) });
+    const fitted = fitEvent(input);
+    expect(fitted.body).not.toBe(input);
+    expect(serialisedBody(fitted.body)).toBe(JSON.stringify(fitted.body));
+    expect(serialisedBody(input)).toBe(JSON.stringify(input));
   });
 
   it.each<[string, EventBody, string[], (b: EventBody) => void]>([

@@ -349,10 +349,15 @@ function createDeduplicator(size: number, sink: EventSink) {
   return {
     async run(id: string, type: SnsEnvelope['Type'], act: () => Promise<Outcome>): Promise<Outcome> {
       for (;;) {
-        if (seen(id, type)) return ok('duplicate');
+        // In-flight first: the sink may know an id as soon as its commit is queued, before the
+        // commit is durable or has failed; a redelivery must wait for that outcome, not read 200.
         const pending = inFlight.get(id);
-        if (!pending) break;
-        await pending;
+        if (pending) {
+          await pending;
+          continue;
+        }
+        if (seen(id, type)) return ok('duplicate');
+        break;
       }
       let done!: () => void;
       inFlight.set(id, new Promise<void>((resolve) => (done = resolve)));

@@ -1,0 +1,58 @@
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { createLogger, logDestination } from '../../src/log/logger.js';
+import { tempDir, writeIn } from '../helpers/temp.js';
+
+const ROOT = resolve(import.meta.dirname, '../..');
+
+/** The relay's own log destination (buffered), into a file. */
+describe('log destination', () => {
+  const cleanups: Array<() => void> = [];
+  afterEach(() => {
+    for (const c of cleanups.splice(0)) c();
+  });
+  const fileLogger = () => {
+    const tmp = tempDir();
+    cleanups.push(tmp.cleanup);
+    const file = join(tmp.dir, 'log.jsonl');
+    const logger = createLogger({ destination: logDestination(file) });
+    const lines = () =>
+      readFileSync(file, 'utf8')
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as Record<string, unknown>);
+    return { logger, lines };
+  };
+
+  it("writes a quiet relay's line at once", async () => {
+    const { logger, lines } = fileLogger();
+    logger.info({ reqId: 'r1' }, 'SNS notification accepted.');
+    await expect.poll(() => lines().map((l) => l.reqId), { timeout: 2000, interval: 10 }).toEqual(['r1']);
+  });
+
+  it('writes every line of a burst, in order', async () => {
+    const { logger, lines } = fileLogger();
+    for (let i = 0; i < 2000; i++) logger.info({ n: i }, 'SNS notification accepted.');
+    await expect.poll(() => lines().length, { timeout: 2000, interval: 10 }).toBe(2000);
+    expect(lines().map((l) => l.n)).toEqual(Array.from({ length: 2000 }, (_, i) => i));
+  });
+
+  it('writes the lines still buffered when the process exits', () => {
+    const tmp = tempDir();
+    cleanups.push(tmp.cleanup);
+    const script = writeIn(
+      tmp.dir,
+      'last-words.mts',
+      [
+        `import { createLogger } from ${JSON.stringify(join(ROOT, 'src/log/logger.ts'))};`,
+        "createLogger().info({ n: 1 }, 'Relay stopped.');",
+        'process.exit(0);',
+      ].join('\n'),
+    );
+    const run = spawnSync(process.execPath, ['--import', 'tsx', script], { cwd: ROOT, encoding: 'utf8' });
+    expect(run.status).toBe(0);
+    expect(JSON.parse(run.stdout.trim())).toMatchObject({ n: 1, msg: 'Relay stopped.' });
+  });
+});
