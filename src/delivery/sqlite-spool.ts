@@ -503,8 +503,7 @@ export class SqliteSpool implements Spool {
       const problem = `Spool not writable: ${describeError(err)}`;
       // Queued writes are mostly deletes of delivered events: let them through on their own, since
       // they free the space a full spool needs, then keep whatever failed for the next try.
-      const kept = ops.length && batch.length ? this.#tryOps(ops) : ops;
-      this.#ops = [...kept, ...this.#ops];
+      this.#ops = [...this.#applyEach(ops), ...this.#ops];
       this.#setProblem(problem);
       for (const p of batch) p.reject(new SpoolUnavailableError(problem));
       return;
@@ -633,15 +632,24 @@ export class SqliteSpool implements Spool {
     this.#s.deleteEvent.run(id);
   }
 
-  /** Runs queued writes in their own transaction; returns them all if it failed, none if it worked. */
-  #tryOps(ops: Op[]): Op[] {
-    try {
-      this.#db.transaction(() => {
-        for (const op of ops) op();
-      })();
-      return [];
-    } catch {
-      return ops;
+  /**
+   * Runs queued writes one transaction each, in order, and again while a pass makes progress: on a
+   * full spool an insert (a send record, a longer last_error) can fail where the deletes queued
+   * after it succeed and make room for it. Returns the writes that still fail, in order.
+   */
+  #applyEach(ops: Op[]): Op[] {
+    let left = ops;
+    for (;;) {
+      const failed = left.filter((op) => {
+        try {
+          this.#db.transaction(op)();
+          return false;
+        } catch {
+          return true;
+        }
+      });
+      if (failed.length === 0 || failed.length === left.length) return failed;
+      left = failed;
     }
   }
 
@@ -659,6 +667,9 @@ export class SqliteSpool implements Spool {
 
   #runProbe(): void {
     if (this.#closed || this.#probing) return;
+    // Without this, writes queued after the last failed flush (the deletes that free a full
+    // spool) would wait for a next write that may never come.
+    if (this.#ops.length) this.#ops = this.#applyEach(this.#ops);
     try {
       this.#db.transaction(() => {
         this.#s.probeWrite.run();

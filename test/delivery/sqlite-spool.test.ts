@@ -350,6 +350,27 @@ describe('SqliteSpool', () => {
     });
   });
 
+  it('recovers from full when the first queued write needs space the deletes queued after it free', async () => {
+    const { spool } = spoolWith([1, 2, 3, 4], { maxSizeMiB: 1, probeIntervalMs: 20 });
+    const details = { text: 'x'.repeat(20_000) };
+    let failure: unknown;
+    for (let i = 0; i < 200 && !failure; i++) {
+      await spool.commit(entry([alarmEvent('trigger', `g${i}`, { details })])).catch((err) => {
+        failure = err;
+      });
+    }
+    expect(spool.problem()).toMatch(/SQLITE_FULL/);
+    const [first, ...rest] = spool.pending();
+    if (!first) throw new Error('Nothing pending');
+    // A retry whose last error does not fit, queued before the deliveries: in one transaction it
+    // fails them all, and with nothing queued after them nothing would try again.
+    spool.reschedule({ ...first, attempts: 1, nextAttemptAt: 0 }, 'e'.repeat(60_000));
+    for (const p of rest) spool.delivered(p);
+    await expect.poll(() => spool.problem(), { timeout: 5000 }).toBeNull();
+    expect(spool.pending().map((p) => [p.id, p.attempts])).toEqual([[first.id, 1]]);
+    expect(spool.load(first.id)?.lastError).toHaveLength(60_000);
+  });
+
   it('answers SpoolUnavailableError while another process holds the write lock, and recovers after', async () => {
     const { spool } = spoolWith([1, 2, 3, 4], { probeIntervalMs: 20 });
     const other = new BetterSqlite3(`${tmp.dir}/spool.db`);
