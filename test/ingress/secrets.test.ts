@@ -17,7 +17,6 @@ describe('no routing key or basic-auth password in logs, metrics or responses', 
     fake = await FakeSns.start();
     const yaml = [
       'server:',
-      // biome-ignore lint/suspicious/noTemplateCurlyInString: a config file's ${ENV} reference, not a template.
       '  basicAuth: { username: sns, password: "${PD_PASSWORD}" }',
       'sns:',
       '  topics: ["arn:aws:sns:*:123456789012:*"]',

@@ -29,7 +29,6 @@ interface Dashboard {
   templating: { list: { name: string; type: string; query: string | { query: string } }[] };
 }
 
-// biome-ignore lint/suspicious/noTemplateCurlyInString: Grafana's variable syntax, not a JS template.
 const DATASOURCE = '${datasource}';
 const dashboard = JSON.parse(
   readFileSync(join(REPO_ROOT, 'k8s/dashboards/pd-relay.json'), 'utf8'),
