@@ -161,7 +161,6 @@ export function createDelivery(config: Config, deps: DeliveryDeps): Delivery {
       }
       return 'committed';
     },
-    hasMessage: (messageId) => spool.hasMessage(messageId),
   };
   const sink = recorder ? createDryRunSink(spool, recorder, metrics, () => clock.now()) : liveSink;
 
@@ -176,7 +175,6 @@ export function createDelivery(config: Config, deps: DeliveryDeps): Delivery {
         state === 'stopped'
           ? Promise.reject(new SpoolUnavailableError('The relay is shutting down.'))
           : sink.commit(entry),
-      hasMessage: (id) => sink.hasMessage(id),
     },
     dryRun: config.dryRun,
     recorder,

@@ -75,6 +75,5 @@ export function createDryRunSink(
       }
       return 'committed';
     },
-    hasMessage: (messageId) => spool.hasMessage(messageId),
   };
 }

@@ -25,6 +25,4 @@ export interface EventSink {
    * the message id was accepted before; rejects with SpoolUnavailableError when it cannot persist.
    */
   commit(entry: SpoolEntry): Promise<'committed' | 'duplicate'>;
-  /** Whether this SNS MessageId was already accepted (survives restarts). */
-  hasMessage(messageId: string): boolean;
 }

@@ -10,7 +10,7 @@ export class MemorySink implements EventSink {
   readonly entries: SpoolEntry[] = [];
   /** Number of commit() calls, duplicates included. */
   commits = 0;
-  /** When set, commit() and hasMessage() throw SpoolUnavailableError. */
+  /** When set, commit() throws SpoolUnavailableError. */
   unavailable = false;
   readonly #ids = new Set<string>();
   readonly #keepEntries: boolean;
@@ -29,11 +29,6 @@ export class MemorySink implements EventSink {
     this.#ids.add(entry.messageId);
     if (this.#keepEntries) this.entries.push(entry);
     return 'committed';
-  }
-
-  hasMessage(messageId: string): boolean {
-    if (this.unavailable) throw new SpoolUnavailableError('The test sink is unavailable');
-    return this.#ids.has(messageId);
   }
 
   /** Pretends `messageId` was accepted before (e.g. before a restart). */

@@ -18,7 +18,6 @@ import {
   type NotificationHandler,
   type NotificationMessage,
   SNS_MESSAGE_TYPES,
-  type SnsEnvelope,
   type SnsMessageType,
   systemClock,
 } from './types.js';
@@ -110,7 +109,7 @@ export function createSnsIngress(deps: SnsIngressDeps): SnsIngress {
   let topicAllowed = compileTopicAllowList(options.topics);
   let autoConfirm = options.autoConfirm;
   let checkAuth = options.basicAuth ? createBasicAuthCheck(options.basicAuth) : undefined;
-  const dedup = createDeduplicator(options.messageIdCacheSize, sink);
+  const dedup = createDeduplicator(options.messageIdCacheSize);
 
   const decide = async (
     request: Request,
@@ -215,7 +214,7 @@ export function createSnsIngress(deps: SnsIngressDeps): SnsIngress {
     }
     rec.verified = true;
 
-    return dedup.run(envelope.MessageId, envelope.Type, async () => {
+    return dedup.run(envelope.MessageId, async () => {
       switch (envelope.Type) {
         case 'Notification':
           return acceptNotification(envelope, endpoint, rec);
@@ -335,19 +334,19 @@ function knownType(header: string | null): SnsMessageType | 'unknown' {
 }
 
 /**
- * SNS redelivers with the same MessageId. A message counts as seen once it was accepted: in the
- * in-memory LRU (this process) or in the sink (across restarts, Notifications only: they are what
- * the spool stores). Two concurrent deliveries of one id are serialised so that one commit happens;
- * an attempt that failed (5xx) is not remembered, so the retry is processed afresh.
+ * SNS redelivers with the same MessageId. A message counts as seen once it was accepted in this
+ * process (the in-memory LRU). Across restarts the sink's commit is the check: it records the id in
+ * the same transaction as the events and answers 'duplicate', storing nothing, for an id it holds
+ * (asking it first cost a read transaction per request: ~5% of the ingest path, bench/README.md).
+ * Two concurrent deliveries of one id are serialised so that one commit happens; an attempt that
+ * failed (5xx) is not remembered, so the retry is processed afresh.
  */
-function createDeduplicator(size: number, sink: EventSink) {
+function createDeduplicator(size: number) {
   const accepted = new LRUCache<string, true>({ max: size });
   const inFlight = new Map<string, Promise<void>>();
-  const seen = (id: string, type: SnsEnvelope['Type']) =>
-    accepted.has(id) || (type === 'Notification' && sink.hasMessage(id));
 
   return {
-    async run(id: string, type: SnsEnvelope['Type'], act: () => Promise<Outcome>): Promise<Outcome> {
+    async run(id: string, act: () => Promise<Outcome>): Promise<Outcome> {
       for (;;) {
         // In-flight first: the sink may know an id as soon as its commit is queued, before the
         // commit is durable or has failed; a redelivery must wait for that outcome, not read 200.
@@ -356,7 +355,7 @@ function createDeduplicator(size: number, sink: EventSink) {
           await pending;
           continue;
         }
-        if (seen(id, type)) return ok('duplicate');
+        if (accepted.has(id)) return ok('duplicate');
         break;
       }
       let done!: () => void;
