@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createLogger, logDestination } from '../../src/log/logger.js';
+import { createLogger, logDestination, redactSecrets } from '../../src/log/logger.js';
 import { tempDir, writeIn } from '../helpers/temp.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
@@ -54,5 +54,51 @@ describe('log destination', () => {
     const run = spawnSync(process.execPath, ['--import', 'tsx', script], { cwd: ROOT, encoding: 'utf8' });
     expect(run.status).toBe(0);
     expect(JSON.parse(run.stdout.trim())).toMatchObject({ n: 1, msg: 'Relay stopped.' });
+  });
+});
+
+describe('secret fields in log lines', () => {
+  const capture = () => {
+    const chunks: string[] = [];
+    const logger = createLogger({ destination: { write: (s: string) => void chunks.push(s) } });
+    return { logger, lines: () => chunks.map((c) => JSON.parse(c) as Record<string, unknown>) };
+  };
+
+  it('blanks routing keys, passwords and authorization headers at any depth a log call could pass them', () => {
+    const { logger, lines } = capture();
+    const fields = {
+      routing_key: 'R0UTING-KEY-TOP',
+      alias: 'team-a',
+      nested: { password: 'pw-nested', deeper: { req: { authorization: 'Basic c2VjcmV0' } } },
+      list: [{ routingKey: 'R0UTING-KEY-IN-LIST' }, 'plain'],
+      headers: { Authorization: 'Bearer tok' },
+    };
+    logger
+      .child({ password: 'pw-binding' })
+      .child({ stage: 'x', authorization: 'grand-secret' })
+      .warn(fields, 'Something to look at.');
+    const text = JSON.stringify(lines());
+    for (const secret of ['R0UTING-KEY', 'pw-nested', 'c2VjcmV0', 'Bearer tok', 'pw-binding', 'grand-secret'])
+      expect(text).not.toContain(secret);
+    expect(lines()[0]).toMatchObject({
+      routing_key: '[redacted]',
+      alias: 'team-a',
+      password: '[redacted]',
+      nested: { password: '[redacted]', deeper: { req: { authorization: '[redacted]' } } },
+      list: [{ routingKey: '[redacted]' }, 'plain'],
+      headers: { Authorization: '[redacted]' },
+      msg: 'Something to look at.',
+    });
+    // The caller's object is left as it was.
+    expect(fields.nested.password).toBe('pw-nested');
+    expect(fields.list[0]).toEqual({ routingKey: 'R0UTING-KEY-IN-LIST' });
+  });
+
+  it('returns the very object when there is nothing to blank, and leaves non-plain objects alone', () => {
+    const plain = { reqId: 'r1', nested: { a: [1, { b: 2 }] } };
+    expect(redactSecrets(plain)).toBe(plain);
+    const err = Object.assign(new Error('boom'), { code: 'E1' });
+    expect(redactSecrets({ err }).err).toBe(err);
+    expect(redactSecrets({ password: undefined })).toEqual({ password: undefined });
   });
 });
