@@ -6,8 +6,8 @@
 //
 // - `relay`: the whole relay as `pd-relay serve` runs it — startRelay() from the composition root
 //   with a config file: real signature verification and MessageId de-duplication, the built-in
-//   rules, PagerDuty's limits, the SQLite spool (WAL, synchronous=FULL, group commit) in a temp
-//   directory on the same disk as a deployment's, and delivery running with routing keys against
+//   rules, PagerDuty's limits, the SQLite spool (WAL synced before each answer, group commit) in a
+//   temp directory on the same disk as a deployment's, and delivery running with routing keys against
 //   the parent's FakePagerDuty. The request log line goes to /dev/null through the production
 //   destination (pino, asynchronous and buffered, as to stdout); metrics are on.
 // - `bare`: a hono app on @hono/node-server whose `POST /sns` only reads the body and answers 200:
