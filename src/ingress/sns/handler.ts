@@ -348,8 +348,8 @@ function createDeduplicator(size: number) {
   return {
     async run(id: string, act: () => Promise<Outcome>): Promise<Outcome> {
       for (;;) {
-        // In-flight first: the sink may know an id as soon as its commit is queued, before the
-        // commit is durable or has failed; a redelivery must wait for that outcome, not read 200.
+        // In-flight first: a redelivery that arrives while the first delivery's commit is still
+        // pending waits for that outcome (200 only once it is durable; processed afresh if it failed).
         const pending = inFlight.get(id);
         if (pending) {
           await pending;
