@@ -148,6 +148,16 @@ export function createDelivery(config: Config, deps: DeliveryDeps): Delivery {
           attempts: 0,
         });
       }
+      for (const { event: e, newerAt } of result.stale) {
+        metrics.stale({
+          route: e.route,
+          rule: e.rule,
+          action: e.action,
+          dedupKey: e.dedupKey ?? '',
+          at: e.time?.at ?? 0,
+          newerAt,
+        });
+      }
       for (const o of result.orphaned) {
         metrics.rerouted({
           route: o.route,

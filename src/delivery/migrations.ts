@@ -1,7 +1,7 @@
 import type { Database } from 'better-sqlite3';
 
 /** The spool schema this version of pd-relay writes. */
-export const SPOOL_SCHEMA_VERSION = 2;
+export const SPOOL_SCHEMA_VERSION = 3;
 
 interface Migration {
   version: number;
@@ -89,6 +89,24 @@ const MIGRATIONS: readonly Migration[] = [
         ended_at INTEGER NOT NULL
       );
       CREATE INDEX rate_log_key_ended ON rate_log (key_fp, ended_at);
+    `,
+  },
+  {
+    version: 3,
+    description: 'the newest event time per dedup key, so that a late SNS retry is not sent',
+    sql: `
+      -- The newest OutboundEvent.time accepted per route and dedup key, open or resolved (epoch ms,
+      -- and its clock: 'payload' or 'sns'): an event older than it on the same clock is not sent.
+      -- Pruned with the MessageId ledger (seen_at).
+      CREATE TABLE alert_times (
+        route TEXT NOT NULL,
+        dedup_key TEXT NOT NULL,
+        at INTEGER NOT NULL,
+        clock TEXT NOT NULL,
+        seen_at INTEGER NOT NULL,
+        PRIMARY KEY (route, dedup_key)
+      ) WITHOUT ROWID;
+      CREATE INDEX alert_times_seen_at ON alert_times (seen_at);
     `,
   },
 ];

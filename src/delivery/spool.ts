@@ -63,6 +63,11 @@ export type CommitResult =
       deadLettered: Array<{ event: PendingEvent; reason: DeadLetterReason; detail: string }>;
       /** Acknowledges and resolves that cannot follow their trigger (its key was removed). */
       orphaned: PendingEvent[];
+      /**
+       * Events not queued because they are older (OutboundEvent.at) than the newest event already
+       * accepted for their route and dedup key (`newerAt`): a late SNS retry of an earlier state.
+       */
+      stale: Array<{ event: OutboundEvent; newerAt: number }>;
     }
   | { status: 'duplicate' };
 
@@ -174,7 +179,10 @@ export interface Spool {
   discardDeadLetters(ids?: number[]): number;
   pendingGroups(): PendingGroup[];
   counts(): SpoolCounts;
-  /** Forgets SNS MessageIds accepted before `before` (epoch ms); returns how many. */
+  /**
+   * Forgets SNS MessageIds accepted before `before` (epoch ms), and the event times of dedup keys
+   * last seen before it; returns how many MessageIds.
+   */
   pruneMessageIds(before: number): number;
   /** Why commits currently fail, or null. */
   problem(): string | null;

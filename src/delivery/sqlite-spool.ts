@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import BetterSqlite3, { type Database, type Statement } from 'better-sqlite3';
 import { serialisedBody } from '../pagerduty/limits.js';
 import type { EventAction, EventBody } from '../pagerduty/types.js';
+import type { OutboundEvent } from '../rules/types.js';
 import { SqliteOpenAlertMap } from './key-map.js';
 import { migrate, SPOOL_SCHEMA_VERSION, SpoolVersionError, schemaVersion } from './migrations.js';
 import type {
@@ -410,6 +411,7 @@ export class SqliteSpool implements Spool {
     this.#writable();
     let total = 0;
     // In slices: one huge delete would hold the write lock (and the event loop) for long.
+    for (let n = PRUNE_SLICE; n === PRUNE_SLICE; ) n = this.#s.pruneAlertTimes.run(before).changes;
     for (;;) {
       const n = this.#s.pruneMessages.run(before).changes;
       total += n;
@@ -602,8 +604,20 @@ export class SqliteSpool implements Spool {
     const events: PendingEvent[] = [];
     const deadLettered: Array<{ event: PendingEvent; reason: DeadLetterReason; detail: string }> = [];
     const orphaned: PendingEvent[] = [];
+    const stale: Array<{ event: OutboundEvent; newerAt: number }> = [];
     for (const ev of entry.events) {
       if (!this.#assigner) throw new Error('A spool without a key assigner cannot commit events.');
+      if (ev.dedupKey !== null && ev.time) {
+        // Strictly older on the same clock only: two paths reporting one state (an alarm's SNS and
+        // EventBridge notifications) both go through, which PagerDuty de-duplicates; a time from
+        // another clock (another rule without payload.timestamp) is never compared.
+        const known = this.#s.alertTime.get(ev.route, ev.dedupKey);
+        if (known !== undefined && known.clock === ev.time.from && known.at > ev.time.at) {
+          stale.push({ event: ev, newerAt: known.at });
+          continue;
+        }
+        this.#s.setAlertTime.run(ev.route, ev.dedupKey, ev.time.at, ev.time.from, entry.receivedAt);
+      }
       const assignment = this.#assigner.assign(ev, this.#alerts);
       const keyFp = 'keyFp' in assignment ? assignment.keyFp : '';
       const info = this.#s.insertEvent.run(
@@ -637,7 +651,7 @@ export class SqliteSpool implements Spool {
       if ('orphaned' in assignment && assignment.orphaned) orphaned.push(pending);
       events.push(pending);
     }
-    return { status: 'committed', events, deadLettered, orphaned };
+    return { status: 'committed', events, deadLettered, orphaned, stale };
   }
 
   #moveToDeadLetters(id: number, attempts: number, reason: DeadLetterReason, detail: string): void {
@@ -780,6 +794,19 @@ function prepare(db: Database, readonly: boolean) {
     pruneMessages: w<[number]>(
       `DELETE FROM messages WHERE message_id IN
          (SELECT message_id FROM messages WHERE accepted_at < ? LIMIT ${PRUNE_SLICE})`,
+    ),
+    alertTime: db.prepare<[string, string], { at: number; clock: string }>(
+      'SELECT at, clock FROM alert_times WHERE route = ? AND dedup_key = ?',
+    ),
+    setAlertTime: w<[string, string, number, string, number]>(
+      `INSERT INTO alert_times (route, dedup_key, at, clock, seen_at) VALUES (?, ?, ?, ?, ?)
+       ON CONFLICT (route, dedup_key) DO UPDATE SET
+         at = CASE WHEN clock = excluded.clock THEN max(at, excluded.at) ELSE excluded.at END,
+         clock = excluded.clock, seen_at = excluded.seen_at`,
+    ),
+    pruneAlertTimes: w<[number]>(
+      `DELETE FROM alert_times WHERE (route, dedup_key) IN
+         (SELECT route, dedup_key FROM alert_times WHERE seen_at < ? LIMIT ${PRUNE_SLICE})`,
     ),
     recentSends: db.prepare<[number], { key_fp: string; ended_at: number }>(
       'SELECT key_fp, ended_at FROM rate_log WHERE ended_at >= ? ORDER BY key_fp, ended_at',

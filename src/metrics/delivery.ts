@@ -52,6 +52,15 @@ export interface DeliveryMetrics {
     ctx: { route: string; rule?: string; action?: EventAction },
   ): void;
   rerouted(ctx: EventContext & { reason: RerouteReason; to: string }): void;
+  /** An event older than the newest accepted for its dedup key: not queued (a late SNS retry). */
+  stale(ctx: {
+    route: string;
+    rule: string;
+    action: EventAction;
+    dedupKey: string;
+    at: number;
+    newerAt: number;
+  }): void;
   adopted(count: number): void;
   /** Dry-run started on a spool that still holds events from a run with keys: they wait, unsent. */
   dryRunBacklog(pending: number): void;
@@ -67,7 +76,7 @@ export function createDeliveryMetrics(registry: Registry, logger: Logger): Deliv
   const registers = [registry];
   const events = new Counter({
     name: 'pdrelay_events_total',
-    help: 'Events that left the queue, by route, action and outcome (delivered, dead_lettered, dry_run).',
+    help: 'Events that left the queue or never entered it, by route, action and outcome (delivered, dead_lettered, dry_run, stale).',
     labelNames: ['route', 'action', 'outcome'],
     registers,
   });
@@ -227,6 +236,20 @@ export function createDeliveryMetrics(registry: Registry, logger: Logger): Deliv
           'Pending event moved to another key: its key is no longer configured.',
         );
       }
+    },
+    stale(ctx) {
+      events.inc({ route: ctx.route, action: ctx.action, outcome: 'stale' });
+      log.warn(
+        {
+          route: ctx.route,
+          rule: ctx.rule,
+          action: ctx.action,
+          dedupKey: ctx.dedupKey,
+          eventTime: new Date(ctx.at).toISOString(),
+          newerTime: new Date(ctx.newerAt).toISOString(),
+        },
+        'Event not sent: a newer event for its dedup key was already accepted (SNS delivered this one late).',
+      );
     },
     adopted(count) {
       log.info({ count }, 'Picked up events queued by another process (retried dead letters).');

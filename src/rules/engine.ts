@@ -18,7 +18,7 @@ import { DEFAULT_ROUTE, type RuleSet } from './loader.js';
 import { getPath } from './path.js';
 import type { CompiledDetails, CompiledRule } from './rule.js';
 import type { CompiledTemplate } from './templates.js';
-import type { Evaluation, OutboundEvent, RuleEngine, RuleMatch } from './types.js';
+import type { Evaluation, EventTime, OutboundEvent, RuleEngine, RuleMatch } from './types.js';
 
 /** The rule name on the event pd-relay sends when every matching rule failed to render. */
 export const EMERGENCY_RULE = 'pd-relay-emergency';
@@ -56,11 +56,17 @@ export function createRuleEngine(ruleSet: RuleSet, opts: EngineOptions = {}): Ru
   const routes = ruleSet.routes;
   const onTruncation = opts.onTruncation;
 
-  const finish = (rule: string, route: string, body: EventBody): OutboundEvent => {
+  const finish = (
+    rule: string,
+    route: string,
+    body: EventBody,
+    time: EventTime | undefined,
+  ): OutboundEvent => {
     const fitted = fitEvent(body);
     const action: EventAction = 'event_action' in fitted.body ? fitted.body.event_action : 'change';
     const dedupKey = 'dedup_key' in fitted.body ? (fitted.body.dedup_key ?? null) : null;
     const event: OutboundEvent = { route, rule, action, dedupKey, body: fitted.body };
+    if (time) event.time = time;
     if (fitted.truncations.length && onTruncation) onTruncation(fitted.truncations, event);
     return event;
   };
@@ -79,7 +85,7 @@ export function createRuleEngine(ruleSet: RuleSet, opts: EngineOptions = {}): Ru
         throw new RenderError(`for_each found ${Array.isArray(list) ? 'an empty list' : 'no list'}`);
       items = list;
     }
-    const rendered: Array<[string, EventBody]> = [];
+    const rendered: Array<[string, EventBody, EventTime | undefined]> = [];
     for (let i = 0; i < items.length; i++) {
       const scope: object = rule.forEach
         ? { ...doc, rule: info, item: items[i], item_index: i }
@@ -87,10 +93,11 @@ export function createRuleEngine(ruleSet: RuleSet, opts: EngineOptions = {}): Ru
       const action = renderAction(rule.action, scope, fallback);
       if (action === 'drop') continue;
       const route = renderRoute(rule.route, scope, routes, fallback);
-      rendered.push([route, buildBody(rule, action, scope, doc, fallback)]);
+      const body = buildBody(rule, action, scope, doc, fallback);
+      rendered.push([route, body, eventTime(rule, body, scope, doc)]);
     }
     // Limits only once every item rendered: a rule that fails halfway reports no truncations.
-    const events = rendered.map(([route, body]) => finish(rule.name, route, body));
+    const events = rendered.map(([route, body, time]) => finish(rule.name, route, body, time));
     return { action: overallAction(events), events };
   };
 
@@ -129,6 +136,7 @@ export function createRuleEngine(ruleSet: RuleSet, opts: EngineOptions = {}): Ru
           EMERGENCY_RULE,
           routes.has(DEFAULT_ROUTE) ? DEFAULT_ROUTE : firstRoute(routes),
           emergencyBody(doc, failed),
+          snsTime(doc),
         );
         events.push(event);
         matches.push({ rule: EMERGENCY_RULE, action: 'trigger' });
@@ -249,6 +257,34 @@ function buildBody(
   const clientUrl = opt(rule.clientUrl);
   if (clientUrl) body.client_url = clientUrl;
   return body;
+}
+
+/**
+ * OutboundEvent.time: the payload's timestamp for triggers and changes (already rendered and
+ * checked), the rule's timestamp template rendered for acknowledges and resolves, else the SNS
+ * Timestamp.
+ */
+function eventTime(
+  rule: CompiledRule,
+  body: EventBody,
+  scope: object,
+  doc: InputDocument,
+): EventTime | undefined {
+  let iso = 'payload' in body ? body.payload?.timestamp : undefined;
+  if (iso === undefined && !('payload' in body) && rule.payload.timestamp) {
+    try {
+      iso = iso8601(rule.payload.timestamp.render(scope)) || undefined;
+    } catch {
+      // The SNS Timestamp below: a resolve is never lost over its time.
+    }
+  }
+  const at = iso === undefined ? Number.NaN : Date.parse(iso);
+  return Number.isFinite(at) ? { at, from: 'payload' } : snsTime(doc);
+}
+
+function snsTime(doc: InputDocument): EventTime | undefined {
+  const at = doc.timestamp ? Date.parse(doc.timestamp) : Number.NaN;
+  return Number.isFinite(at) ? { at, from: 'sns' } : undefined;
 }
 
 function renderDetails(spec: CompiledDetails | null, scope: object): Record<string, unknown> | undefined {

@@ -15,6 +15,21 @@ export interface OutboundEvent {
   dedupKey: string | null;
   /** The Events API v2 body, limits applied (see pagerduty/limits.ts), without routing_key. */
   body: EventBody;
+  /**
+   * When the state this event reports began: the rule's `payload.timestamp` (rendered for
+   * acknowledges and resolves too, though PagerDuty does not read it there), else the SNS
+   * Timestamp; undefined when neither is a date. The spool does not send an event older than the
+   * newest one it accepted for the same route and dedup key from the same kind of clock: SNS
+   * retried it after a later state.
+   */
+  time?: EventTime;
+}
+
+/** An event's time, epoch ms, and which clock it comes from (only like is compared with like). */
+export interface EventTime {
+  at: number;
+  /** `payload`: the rule's payload.timestamp (the source's own time); `sns`: the SNS Timestamp. */
+  from: 'payload' | 'sns';
 }
 
 /** A rule that matched, and what it decided. */

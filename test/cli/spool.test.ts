@@ -75,7 +75,7 @@ describe('pd-relay spool', () => {
     const io = captureIo();
     expect(await run(['spool', 'stats', '--config', file], io)).toBe(0);
     const text = io.text();
-    expect(text).toMatch(/^Spool: .*spool\.db \(schema 2\)$/m);
+    expect(text).toMatch(/^Spool: .*spool\.db \(schema 3\)$/m);
     expect(text).toMatch(/^Pending: 2 events, oldest \d+s$/m);
     expect(text).toMatch(/ROUTE\s+KEY\s+PENDING\s+OLDEST\s+HEAD ATTEMPTS\s+NEXT ATTEMPT/);
     expect(text).toMatch(/default\s+(primary|secondary)\s+\d\s+\d+s\s+0\s+now/);
@@ -86,7 +86,7 @@ describe('pd-relay spool', () => {
     const json = captureIo();
     expect(await run(['spool', 'stats', '--config', file, '--json'], json)).toBe(0);
     expect(JSON.parse(json.stdout.join('\n'))).toMatchObject({
-      schema: 2,
+      schema: 3,
       pending: { total: 2 },
       deadLetters: { total: 2, byReason: { rejected: 1, bad_key: 1 } },
       openAlerts: 3,

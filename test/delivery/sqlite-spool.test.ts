@@ -9,6 +9,7 @@ import type { PendingEvent } from '../../src/delivery/spool.js';
 import { type SpoolObserver, SpoolOpenError, SqliteSpool } from '../../src/delivery/sqlite-spool.js';
 import { SpoolUnavailableError } from '../../src/delivery/types.js';
 import { WalFileSync, type WalSync } from '../../src/delivery/wal-sync.js';
+import type { OutboundEvent } from '../../src/rules/types.js';
 import { alarmEvent, entry, tempDir, testConfig } from '../helpers/delivery.js';
 import { testRoutingKey } from '../helpers/fake-pagerduty.js';
 
@@ -286,13 +287,13 @@ describe('SqliteSpool', () => {
     await spool.commit(entry([alarmEvent('trigger', 'kept')], 'old-msg'));
     spool.close();
     open.length = 0;
-    // What schema version 1 looked like: no rate_log table.
+    // What schema version 1 looked like: no rate_log table, no alert_times table.
     const db = new BetterSqlite3(`${tmp.dir}/spool.db`);
-    db.exec('DROP TABLE rate_log');
+    db.exec('DROP TABLE rate_log; DROP TABLE alert_times');
     db.pragma('user_version = 1');
     db.close();
     const readonly = () => new SqliteSpool({ dir: tmp.dir, readonly: true });
-    expect(readonly).toThrow(/Expected spool schema version 2, got 1: run `pd-relay serve`/);
+    expect(readonly).toThrow(/Expected spool schema version 3, got 1: run `pd-relay serve`/);
     const { spool: migrated } = spoolWith();
     expect(migrated.pending().map((e) => e.dedupKey)).toEqual(['kept']);
     expect(migrated.hasMessage('old-msg')).toBe(true);
@@ -300,6 +301,40 @@ describe('SqliteSpool', () => {
     migrated.flush();
     expect(migrated.recentSends(0)).toEqual(new Map([['fp', [1000]]]));
     readonly().close();
+  });
+
+  it('does not queue an event older than the newest one accepted for its route and dedup key on the same clock', async () => {
+    const { spool } = spoolWith();
+    const t = (at: number, from: 'payload' | 'sns' = 'payload') => ({ time: { at, from } });
+    const commit = async (...events: OutboundEvent[]) => {
+      const r = await spool.commit(entry(events));
+      if (r.status !== 'committed') throw new Error('Expected a commit');
+      return { queued: r.events.map((e) => `${e.action} ${e.dedupKey}`), stale: r.stale };
+    };
+    // The alarm fired at 1000 and cleared at 2000; SNS delivered the ALARM again (a retry) after the OK.
+    expect(await commit(alarmEvent('trigger', 'a', t(1000)))).toEqual({ queued: ['trigger a'], stale: [] });
+    expect(await commit(alarmEvent('resolve', 'a', t(2000)))).toEqual({ queued: ['resolve a'], stale: [] });
+    const late = alarmEvent('trigger', 'a', t(1000));
+    expect(await commit(late)).toEqual({ queued: [], stale: [{ event: late, newerAt: 2000 }] });
+    // The same time again (one state through two paths) is not older; a later state goes through.
+    expect((await commit(alarmEvent('resolve', 'a', t(2000)))).queued).toEqual(['resolve a']);
+    expect((await commit(alarmEvent('trigger', 'a', t(3000)))).queued).toEqual(['trigger a']);
+    // Another clock (a rule without payload.timestamp) is never compared with this one...
+    expect((await commit(alarmEvent('resolve', 'a', t(500, 'sns')))).queued).toEqual(['resolve a']);
+    // ...and from then on the times of that clock count.
+    expect((await commit(alarmEvent('trigger', 'a', t(400, 'sns')))).stale).toHaveLength(1);
+    // Other dedup keys, other routes and events without a time are not affected.
+    expect((await commit(alarmEvent('trigger', 'b', t(1)))).queued).toEqual(['trigger b']);
+    expect((await commit(alarmEvent('trigger', 'a', { route: 'other', ...t(1) }))).stale).toEqual([]);
+    expect((await commit(alarmEvent('trigger', 'a'))).queued).toEqual(['trigger a']);
+    // Remembered across a restart, forgotten with the MessageIds of the same age.
+    const again = reopen(spool).spool;
+    const stale = await again.commit(entry([alarmEvent('trigger', 'a', t(1, 'sns'))]));
+    expect(stale).toMatchObject({ status: 'committed', events: [], stale: [{ newerAt: 500 }] });
+    again.pruneMessageIds(Date.now() + 1);
+    const fresh = await again.commit(entry([alarmEvent('trigger', 'a', t(1, 'sns'))]));
+    expect(fresh).toMatchObject({ status: 'committed', stale: [] });
+    expect(again.pending().filter((p) => p.dedupKey === 'a' && p.route === 'default')).toHaveLength(7);
   });
 
   it('keeps the last window of request ends per key, forgetting older ones', () => {

@@ -1,7 +1,7 @@
 import { type Config, parseConfig } from '../../src/config/load.js';
 import type { SpoolEntry } from '../../src/delivery/types.js';
 import { formatProblem } from '../../src/errors.js';
-import type { OutboundEvent } from '../../src/rules/types.js';
+import type { EventTime, OutboundEvent } from '../../src/rules/types.js';
 
 export interface TestRoute {
   keys: Array<string | { alias: string; key: string }>;
@@ -38,7 +38,7 @@ export function testConfig(opts: {
 export function alarmEvent(
   action: 'trigger' | 'resolve' | 'acknowledge',
   dedupKey: string | null,
-  opts: { route?: string; summary?: string; details?: Record<string, unknown> } = {},
+  opts: { route?: string; summary?: string; details?: Record<string, unknown>; time?: EventTime } = {},
 ): OutboundEvent {
   const body =
     action === 'trigger'
@@ -53,7 +53,9 @@ export function alarmEvent(
           },
         }
       : { event_action: action, ...(dedupKey === null ? {} : { dedup_key: dedupKey }) };
-  return { route: opts.route ?? 'default', rule: 'test-rule', action, dedupKey, body };
+  const event: OutboundEvent = { route: opts.route ?? 'default', rule: 'test-rule', action, dedupKey, body };
+  if (opts.time) event.time = opts.time;
+  return event;
 }
 
 let seq = 0;

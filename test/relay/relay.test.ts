@@ -13,7 +13,7 @@ const TOPIC = 'arn:aws:sns:eu-west-1:123456789012:alarms';
 const ALARM_ARN = 'arn:aws:cloudwatch:eu-west-1:123456789012:alarm:api-5xx';
 const KEY = testRoutingKey(1);
 
-function alarm(state: 'ALARM' | 'OK'): string {
+function alarm(state: 'ALARM' | 'OK', stateChangeTime = '2026-11-20T10:00:00.000+0000'): string {
   return JSON.stringify({
     AlarmName: 'api-5xx',
     AlarmDescription: 'API errors. severity=critical',
@@ -21,7 +21,7 @@ function alarm(state: 'ALARM' | 'OK'): string {
     NewStateValue: state,
     NewStateReason:
       state === 'ALARM' ? 'Threshold Crossed: 1 datapoint [12.0] was >= 5.0.' : 'Back to normal.',
-    StateChangeTime: '2026-11-20T10:00:00.000+0000',
+    StateChangeTime: stateChangeTime,
     Region: 'EU (Ireland)',
     AlarmArn: ALARM_ARN,
     OldStateValue: state === 'ALARM' ? 'OK' : 'ALARM',
@@ -136,6 +136,38 @@ describe('startRelay wiring', () => {
     await pd.waitFor((f) => f.accepted.length === 1);
     await new Promise((r) => setTimeout(r, 200));
     expect(pd.accepted).toHaveLength(1);
+  });
+
+  it('does not send an ALARM that SNS delivers after the OK that followed it (a retry of a 5xx)', async () => {
+    const { relay, log } = await start();
+    // The ALARM's first delivery failed (503 from the relay); SNS delivered the OK, then retried.
+    const fired = sns.notification({ topic: TOPIC, message: alarm('ALARM', '2026-11-20T10:00:00.000+0000') });
+    const cleared = sns.notification({ topic: TOPIC, message: alarm('OK', '2026-11-20T10:07:00.000+0000') });
+    expect((await post(relay, cleared)).status).toBe(200);
+    const late = await post(relay, fired);
+    expect(late.status).toBe(200);
+    expect(await late.json()).toEqual({ result: 'accepted' });
+
+    await pd.waitFor((f) => f.accepted.length === 1, 10_000, 'the resolve');
+    await new Promise((r) => setTimeout(r, 200));
+    expect(pd.accepted.map((e) => [e.action, e.dedupKey])).toEqual([['resolve', ALARM_ARN]]);
+    expect(log.lines()).toContainEqual(
+      expect.objectContaining({
+        level: 'warn',
+        msg: 'Event not sent: a newer event for its dedup key was already accepted (SNS delivered this one late).',
+        action: 'trigger',
+        dedupKey: ALARM_ARN,
+        eventTime: '2026-11-20T10:00:00.000Z',
+        newerTime: '2026-11-20T10:07:00.000Z',
+      }),
+    );
+    const metrics = await (await fetch(`http://127.0.0.1:${relay.metricsAddress.port}/metrics`)).text();
+    expect(metrics).toContain('pdrelay_events_total{route="default",action="trigger",outcome="stale"} 1');
+    // The next state change pages again.
+    const again = sns.notification({ topic: TOPIC, message: alarm('ALARM', '2026-11-20T10:20:00.000+0000') });
+    expect((await post(relay, again)).status).toBe(200);
+    await pd.waitFor((f) => f.accepted.length === 2, 10_000, 'the next trigger');
+    expect(pd.accepted[1]).toMatchObject({ action: 'trigger', dedupKey: ALARM_ARN });
   });
 
   it('in dry-run lists the events at /-/events on the metrics port and sends nothing', async () => {

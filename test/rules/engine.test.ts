@@ -138,6 +138,12 @@ describe('event bodies', () => {
   match: { message: { kind: [fix] } }
   action: resolve
   dedup_key: '{{ message.key }}'
+- name: fix-timed
+  match: { message: { kind: [fix-timed] } }
+  action: resolve
+  dedup_key: '{{ message.key }}'
+  payload:
+    timestamp: '{{ message.at }}'
 - name: ack
   match: { message: { kind: [ack] } }
   action: acknowledge
@@ -195,22 +201,37 @@ describe('event bodies', () => {
           client: 'pd-relay',
           client_url: 'https://example.com',
         },
+        time: { at: Date.parse('2024-03-01T09:00:00.000Z'), from: 'payload' },
       },
     ]);
   });
 
-  it.each(['fix', 'ack'])('%s bodies carry only event_action and dedup_key', (kind) => {
-    const ev = engine.evaluate(doc({ kind, key: 'db-1/disk', title: 'ignored' }));
-    const action = kind === 'fix' ? 'resolve' : 'acknowledge';
-    expect(ev.events).toEqual([
-      {
-        route: 'default',
-        rule: kind,
-        action,
-        dedupKey: 'db-1/disk',
-        body: { event_action: action, dedup_key: 'db-1/disk' },
-      },
-    ]);
+  it.each(['fix', 'ack'])(
+    '%s bodies carry only event_action and dedup_key; their time is the SNS Timestamp',
+    (kind) => {
+      const d = doc({ kind, key: 'db-1/disk', title: 'ignored' });
+      const ev = engine.evaluate(d);
+      const action = kind === 'fix' ? 'resolve' : 'acknowledge';
+      expect(ev.events).toEqual([
+        {
+          route: 'default',
+          rule: kind,
+          action,
+          dedupKey: 'db-1/disk',
+          body: { event_action: action, dedup_key: 'db-1/disk' },
+          time: { at: Date.parse(d.timestamp), from: 'sns' },
+        },
+      ]);
+      expect(Number.isFinite(Date.parse(d.timestamp))).toBe(true);
+    },
+  );
+
+  it("a resolve's time is its rule's payload.timestamp, though PagerDuty does not get it; the SNS Timestamp when that is not a date", () => {
+    const at = engine.evaluate(doc({ kind: 'fix-timed', key: 'k', at: '2024-03-01T10:31:00.000+0000' }));
+    expect(at.events[0]?.body).toEqual({ event_action: 'resolve', dedup_key: 'k' });
+    expect(at.events[0]?.time).toEqual({ at: Date.parse('2024-03-01T10:31:00.000Z'), from: 'payload' });
+    const d = doc({ kind: 'fix-timed', key: 'k', at: 'soon' });
+    expect(engine.evaluate(d).events[0]?.time).toEqual({ at: Date.parse(d.timestamp), from: 'sns' });
   });
 
   it('change produces a change event body', () => {
@@ -230,6 +251,7 @@ describe('event bodies', () => {
         },
         links: [{ href: 'https://ci.example.com/v42' }],
       },
+      time: { at: Date.parse('2024-03-01T10:00:00Z'), from: 'payload' },
     });
   });
 
