@@ -109,6 +109,11 @@ export const configSchema = z.strictObject({
       dir: nonEmpty.default('./data'),
       messageIdRetentionHours: boundedInt(1, 24 * 90).default(72),
       /**
+       * How long the key an alert's last trigger went through is remembered without a resolve:
+       * catch-all and CloudTrail alerts are never resolved by a message, and would pile up.
+       */
+      openAlertRetentionDays: boundedInt(1, 3650).default(30),
+      /**
        * Cap on the spool database in MiB (0: none). When reached, new SNS deliveries get 503 (SNS
        * retries) instead of the volume filling up: an emptyDir over its sizeLimit evicts the pod.
        */

@@ -121,10 +121,13 @@ export function createDelivery(config: Config, deps: DeliveryDeps): Delivery {
 
   let state: 'new' | 'running' | 'stopped' = 'new';
   const retentionMs = config.spool.messageIdRetentionHours * 3600 * 1000;
+  const openAlertRetentionMs = config.spool.openAlertRetentionDays * 86_400_000;
   const prune = () => {
     try {
       const n = spool.pruneMessageIds(clock.now() - retentionMs);
       if (n) metrics.messageIdsPruned(n);
+      const alerts = spool.pruneOpenAlerts(clock.now() - openAlertRetentionMs);
+      if (alerts) metrics.openAlertsPruned(alerts, config.spool.openAlertRetentionDays);
     } catch (err) {
       metrics.internalError(err, {});
     }

@@ -1,6 +1,8 @@
 import type { Database, Statement } from 'better-sqlite3';
 import type { OpenAlert, OpenAlertMap } from './spool.js';
 
+const PRUNE_SLICE = 5000;
+
 /**
  * The embedded OpenAlertMap: a table in the spool database, so that remembering a trigger's key
  * happens in the same transaction as queueing the trigger.
@@ -10,6 +12,7 @@ export class SqliteOpenAlertMap implements OpenAlertMap {
   readonly #remember: Statement<[string, string, string, number, number]>;
   readonly #forget: Statement<[string, string, number]>;
   readonly #count: Statement<[], { n: number }>;
+  readonly #prune: Statement<[number]>;
 
   constructor(
     db: Database,
@@ -18,10 +21,15 @@ export class SqliteOpenAlertMap implements OpenAlertMap {
     this.#get = db.prepare('SELECT key_fp, trigger_id FROM open_alerts WHERE route = ? AND dedup_key = ?');
     this.#remember = db.prepare(
       `INSERT INTO open_alerts (route, dedup_key, key_fp, trigger_id, opened_at) VALUES (?, ?, ?, ?, ?)
-       ON CONFLICT (route, dedup_key) DO UPDATE SET key_fp = excluded.key_fp, trigger_id = excluded.trigger_id`,
+       ON CONFLICT (route, dedup_key) DO UPDATE SET
+         key_fp = excluded.key_fp, trigger_id = excluded.trigger_id, opened_at = excluded.opened_at`,
     );
     this.#forget = db.prepare('DELETE FROM open_alerts WHERE route = ? AND dedup_key = ? AND trigger_id < ?');
     this.#count = db.prepare('SELECT count(*) AS n FROM open_alerts');
+    this.#prune = db.prepare(
+      `DELETE FROM open_alerts WHERE (route, dedup_key) IN
+         (SELECT route, dedup_key FROM open_alerts WHERE opened_at < ? LIMIT ${PRUNE_SLICE})`,
+    );
   }
 
   get(route: string, dedupKey: string): OpenAlert | undefined {
@@ -39,5 +47,16 @@ export class SqliteOpenAlertMap implements OpenAlertMap {
 
   count(): number {
     return this.#count.get()?.n ?? 0;
+  }
+
+  /**
+   * Forgets alerts whose last trigger was queued before `before` (epoch ms), in slices; returns
+   * how many. A resolve that comes later still goes through the rendezvous choice, which is the
+   * trigger's key unless the pool changed since.
+   */
+  prune(before: number): number {
+    let total = 0;
+    for (let n = PRUNE_SLICE; n === PRUNE_SLICE; total += n) n = this.#prune.run(before).changes;
+    return total;
   }
 }

@@ -93,7 +93,8 @@ const MIGRATIONS: readonly Migration[] = [
   },
   {
     version: 3,
-    description: 'the newest event time per dedup key, so that a late SNS retry is not sent',
+    description:
+      'the newest event time per dedup key, so that a late SNS retry is not sent; open alerts pruned by age',
     sql: `
       -- The newest OutboundEvent.time accepted per route and dedup key, open or resolved (epoch ms,
       -- and its clock: 'payload' or 'sns'): an event older than it on the same clock is not sent.
@@ -107,6 +108,9 @@ const MIGRATIONS: readonly Migration[] = [
         PRIMARY KEY (route, dedup_key)
       ) WITHOUT ROWID;
       CREATE INDEX alert_times_seen_at ON alert_times (seen_at);
+
+      -- Open alerts are forgotten spool.openAlertRetentionDays after their last trigger (opened_at).
+      CREATE INDEX open_alerts_opened_at ON open_alerts (opened_at);
     `,
   },
 ];

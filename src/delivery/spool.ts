@@ -184,6 +184,8 @@ export interface Spool {
    * last seen before it; returns how many MessageIds.
    */
   pruneMessageIds(before: number): number;
+  /** Forgets open alerts whose last trigger was queued before `before` (epoch ms); returns how many. */
+  pruneOpenAlerts(before: number): number;
   /** Why commits currently fail, or null. */
   problem(): string | null;
   /** Writes queued updates now. */

@@ -420,6 +420,11 @@ export class SqliteSpool implements Spool {
     }
   }
 
+  pruneOpenAlerts(before: number): number {
+    this.#writable();
+    return this.#alerts.prune(before);
+  }
+
   #messageCount(): number {
     // Read-only users (the CLI) see other processes' writes: always count there.
     if (this.#readonly) return this.#s.countMessages.get()?.n ?? 0;

@@ -65,6 +65,8 @@ export interface DeliveryMetrics {
   /** Dry-run started on a spool that still holds events from a run with keys: they wait, unsent. */
   dryRunBacklog(pending: number): void;
   messageIdsPruned(count: number): void;
+  /** Open alerts forgotten after `days` without a trigger (spool.openAlertRetentionDays). */
+  openAlertsPruned(count: number, days: number): void;
   /** A bug in the dispatcher: logged with its stack, the event stays queued. */
   internalError(err: unknown, ctx: Partial<EventContext>): void;
   /** Registers the gauges that read live state at scrape time. */
@@ -262,6 +264,12 @@ export function createDeliveryMetrics(registry: Registry, logger: Logger): Deliv
     },
     messageIdsPruned(count) {
       log.debug({ count }, 'Forgot old SNS MessageIds.');
+    },
+    openAlertsPruned(count, days) {
+      log.info(
+        { count, days },
+        'Forgot the keys of open alerts not triggered for the retention period: their resolves, if any come, take the rendezvous key.',
+      );
     },
     internalError(err, ctx) {
       log.error({ err, ...ctx }, 'Internal error in delivery; the event stays queued.');

@@ -323,6 +323,52 @@ describe('delivery to PagerDuty', () => {
     }
   });
 
+  it('forgets at start open alerts not triggered for spool.openAlertRetentionDays (it prunes every 10 minutes too)', async () => {
+    const T = 1_700_000_000_000;
+    const cfg = testConfig({
+      dir: tmp.dir,
+      url: fake.url,
+      routes: { default: { keys: keysOf(1) } },
+      spool: { openAlertRetentionDays: 2 },
+    });
+    const ring = new KeyRing(cfg.routes);
+    const spool = new SqliteSpool({ dir: tmp.dir, assigner: new PoolKeyAssigner(ring), now: () => T });
+    await spool.commit(entry([alarmEvent('trigger', 'never-resolved')]));
+    // Delivered already (what the relay's dispatcher would have done), the alert still open.
+    for (const p of spool.pending()) spool.delivered(p);
+    spool.close();
+
+    let now = T + 2 * 86_400_000 - 1;
+    const log = captureLogger('debug');
+    const delivery = createDelivery(cfg, {
+      logger: log.logger,
+      registry: new Registry(),
+      clock: { now: () => now, monotonic: () => performance.now() },
+    });
+    running.push(delivery);
+    delivery.start();
+    expect(delivery.stats().counts?.openAlerts).toBe(1);
+    await stop(delivery);
+
+    now = T + 2 * 86_400_000 + 1;
+    const again = createDelivery(cfg, {
+      logger: log.logger,
+      registry: new Registry(),
+      clock: { now: () => now, monotonic: () => performance.now() },
+    });
+    running.push(again);
+    again.start();
+    expect(again.stats().counts?.openAlerts).toBe(0);
+    expect(log.lines()).toContainEqual(
+      expect.objectContaining({
+        level: 'info',
+        count: 1,
+        days: 2,
+        msg: expect.stringMatching(/^Forgot the keys of open alerts/),
+      }),
+    );
+  });
+
   it('counts a request recorded in millisecond T until a whole window after the end of T', async () => {
     // The request log keeps whole milliseconds (Date.now()): a request recorded at T ended somewhere
     // in [T, T + 1). At wall time T + windowMs it may not be a window old yet, so after a restart it

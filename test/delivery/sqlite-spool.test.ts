@@ -287,9 +287,9 @@ describe('SqliteSpool', () => {
     await spool.commit(entry([alarmEvent('trigger', 'kept')], 'old-msg'));
     spool.close();
     open.length = 0;
-    // What schema version 1 looked like: no rate_log table, no alert_times table.
+    // What schema version 1 looked like: no rate_log, no alert_times, no index on opened_at.
     const db = new BetterSqlite3(`${tmp.dir}/spool.db`);
-    db.exec('DROP TABLE rate_log; DROP TABLE alert_times');
+    db.exec('DROP TABLE rate_log; DROP TABLE alert_times; DROP INDEX open_alerts_opened_at');
     db.pragma('user_version = 1');
     db.close();
     const readonly = () => new SqliteSpool({ dir: tmp.dir, readonly: true });
@@ -335,6 +335,19 @@ describe('SqliteSpool', () => {
     const fresh = await again.commit(entry([alarmEvent('trigger', 'a', t(1, 'sns'))]));
     expect(fresh).toMatchObject({ status: 'committed', stale: [] });
     expect(again.pending().filter((p) => p.dedupKey === 'a' && p.route === 'default')).toHaveLength(7);
+  });
+
+  it('forgets open alerts whose last trigger is older than the retention, a re-trigger counting as new', async () => {
+    let now = 1_000;
+    const { spool } = spoolWith([1, 2, 3, 4], { now: () => now });
+    await spool.commit(entry([alarmEvent('trigger', 'catch-all/1'), alarmEvent('trigger', 'flapping')]));
+    now = 5_000;
+    await spool.commit(entry([alarmEvent('trigger', 'flapping'), alarmEvent('trigger', 'recent')]));
+    expect(spool.counts().openAlerts).toBe(3);
+    expect(spool.pruneOpenAlerts(3_000)).toBe(1);
+    expect(spool.counts().openAlerts).toBe(2);
+    expect(spool.pruneOpenAlerts(3_000)).toBe(0);
+    expect(spool.pruneOpenAlerts(6_000)).toBe(2);
   });
 
   it('keeps the last window of request ends per key, forgetting older ones', () => {
