@@ -84,6 +84,7 @@ export function createDelivery(config: Config, deps: DeliveryDeps): Delivery {
       now: () => clock.now(),
       maxSizeMiB: config.spool.maxSizeMiB,
       backgroundCheckpoint: true,
+      lock: true,
       ...(deps.spoolProbeIntervalMs ? { probeIntervalMs: deps.spoolProbeIntervalMs } : {}),
       observer: {
         committed: (info) => metrics.spoolCommitted(info),
@@ -93,7 +94,8 @@ export function createDelivery(config: Config, deps: DeliveryDeps): Delivery {
       },
     });
   } catch (err) {
-    if (err instanceof SpoolOpenError) throw new UserError(`${err.message}. Check spool.dir.`);
+    if (err instanceof SpoolOpenError)
+      throw new UserError(err.locked ? `${err.message}.` : `${err.message}. Check spool.dir.`);
     throw err;
   }
 

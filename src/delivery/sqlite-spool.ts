@@ -17,6 +17,7 @@ import type {
   SpoolCounts,
   StoredEvent,
 } from './spool.js';
+import { SpoolLock, SpoolLockedError } from './spool-lock.js';
 import { type SpoolEntry, SpoolUnavailableError } from './types.js';
 import { WalCheckpointer } from './wal-checkpointer.js';
 import { WalFileSync, type WalSync } from './wal-sync.js';
@@ -57,6 +58,8 @@ export interface SqliteSpoolOptions {
    * that crosses SQLite's threshold, on the event loop. The relay's spool does; the CLI's need not.
    */
   backgroundCheckpoint?: boolean;
+  /** Hold `<dir>/spool.lock` while open (spool-lock.ts): the relay does, the CLI does not. */
+  lock?: boolean;
 }
 
 /**
@@ -150,6 +153,7 @@ export class SqliteSpool implements Spool {
   #syncing: Array<(err: Error | null) => void> | undefined;
   #probing = false;
   readonly #checkpointer: WalCheckpointer | undefined;
+  readonly #lock: SpoolLock | undefined;
 
   /**
    * Opens (creating if needed, migrating if old) `<dir>/spool.db`. Throws SpoolOpenError when the
@@ -164,12 +168,19 @@ export class SqliteSpool implements Spool {
     this.location = join(opts.dir, SPOOL_FILE);
     try {
       if (!this.#readonly) mkdirSync(opts.dir, { recursive: true });
+      this.#lock = opts.lock && !this.#readonly ? new SpoolLock(opts.dir) : undefined;
+    } catch (err) {
+      if (err instanceof SpoolLockedError) throw new SpoolOpenError(err.message, { locked: true });
+      throw new SpoolOpenError(`Cannot open the spool ${this.location}: ${describeError(err)}`);
+    }
+    try {
       this.#db = new BetterSqlite3(this.location, {
         readonly: this.#readonly,
         fileMustExist: this.#readonly,
         timeout: opts.busyTimeoutMs ?? 250,
       });
     } catch (err) {
+      this.#lock?.release();
       throw new SpoolOpenError(`Cannot open the spool ${this.location}: ${describeError(err)}`);
     }
     try {
@@ -208,6 +219,7 @@ export class SqliteSpool implements Spool {
     } catch (err) {
       this.#checkpointer?.close();
       this.#db.close();
+      this.#lock?.release();
       if (err instanceof SpoolVersionError) throw new SpoolOpenError(`${this.location}: ${err.message}`);
       throw new SpoolOpenError(`Cannot use the spool ${this.location}: ${describeError(err)}`);
     }
@@ -459,6 +471,7 @@ export class SqliteSpool implements Spool {
     this.#checkpointer?.close();
     this.#db.close();
     this.#wal.close();
+    this.#lock?.release();
   }
 
   #writable(): void {
@@ -734,6 +747,13 @@ export class SqliteSpool implements Spool {
 /** The spool cannot be opened or used at all (startup error). */
 export class SpoolOpenError extends Error {
   override readonly name = 'SpoolOpenError';
+  /** Another relay serves this spool (the message says what to do), rather than a bad spool.dir. */
+  readonly locked: boolean;
+
+  constructor(message: string, opts: { locked?: boolean } = {}) {
+    super(message);
+    this.locked = opts.locked ?? false;
+  }
 }
 
 const PRUNE_SLICE = 5000;

@@ -1,6 +1,9 @@
 import { spawnSync } from 'node:child_process';
+import { join, resolve } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { RelayProcess, tempDir, writeIn } from '../helpers/relay-process.js';
+
+const BIN = resolve(import.meta.dirname, '../../bin/pd-relay.js');
 
 const MINIMAL = ['server: { host: 127.0.0.1, port: 0 }', 'metrics: { host: 127.0.0.1, port: 0 }', ''].join(
   '\n',
@@ -49,6 +52,44 @@ describe('pd-relay serve as a process', () => {
       );
       expect(r.stderr).not.toMatch(/at .*\.js:\d+/); // no stack trace for a user error
     } finally {
+      cleanup();
+    }
+  });
+
+  it('refuses a second relay on the same spool.dir, takes it over once the first is killed (-9), and leaves the spool CLI usable', async () => {
+    const { dir, cleanup } = tempDir();
+    try {
+      relay = await RelayProcess.start({ configYaml: MINIMAL, dir });
+      const second = spawnSync(process.execPath, [BIN, 'serve', '--config', join(dir, 'config.yaml')], {
+        cwd: dir,
+        encoding: 'utf8',
+        env: { PATH: process.env.PATH },
+        timeout: 15_000,
+      });
+      expect(second.status).toBe(1);
+      expect(second.stderr).toContain(
+        `Another pd-relay process is serving the spool in ${join(dir, 'data')} (it holds ${join(dir, 'data', 'spool.lock')}): stop it first, or give this one its own spool.dir.`,
+      );
+      expect(second.stderr).not.toMatch(/at .*\.js:\d+/);
+      // The spool commands are meant to run beside the relay.
+      const stats = spawnSync(
+        process.execPath,
+        [BIN, 'spool', 'stats', '--config', join(dir, 'config.yaml')],
+        {
+          cwd: dir,
+          encoding: 'utf8',
+          env: { PATH: process.env.PATH },
+        },
+      );
+      expect(stats.status).toBe(0);
+      // The kernel drops the lock of a killed process: a restart does not wait for anything.
+      relay.signal('SIGKILL');
+      await relay.wait();
+      relay = await RelayProcess.start({ configYaml: MINIMAL, dir });
+      expect((await fetch(`${relay.snsUrl}/readyz`)).status).toBe(200);
+    } finally {
+      await relay?.stop();
+      relay = undefined;
       cleanup();
     }
   });

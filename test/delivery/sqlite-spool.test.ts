@@ -337,6 +337,30 @@ describe('SqliteSpool', () => {
     expect(again.pending().filter((p) => p.dedupKey === 'a' && p.route === 'default')).toHaveLength(7);
   });
 
+  it('with lock: true, holds spool.lock while open: a second relay spool is refused, the read-only CLI is not', async () => {
+    const first = new SqliteSpool({ dir: tmp.dir, assigner: new PoolKeyAssigner(ringOf([1])), lock: true });
+    open.push(first);
+    await first.commit(entry([alarmEvent('trigger', 'held')]));
+    let refused: unknown;
+    try {
+      new SqliteSpool({ dir: tmp.dir, assigner: new PoolKeyAssigner(ringOf([1])), lock: true }).close();
+    } catch (err) {
+      refused = err;
+    }
+    expect(refused).toBeInstanceOf(SpoolOpenError);
+    expect(refused).toMatchObject({
+      locked: true,
+      message: `Another pd-relay process is serving the spool in ${tmp.dir} (it holds ${tmp.dir}/spool.lock): stop it first, or give this one its own spool.dir`,
+    });
+    const cli = new SqliteSpool({ dir: tmp.dir, readonly: true });
+    expect(cli.counts().pending).toBe(1);
+    cli.close();
+    first.close();
+    const next = new SqliteSpool({ dir: tmp.dir, assigner: new PoolKeyAssigner(ringOf([1])), lock: true });
+    open.push(next);
+    expect(next.pending().map((p) => p.dedupKey)).toEqual(['held']);
+  });
+
   it('forgets open alerts whose last trigger is older than the retention, a re-trigger counting as new', async () => {
     let now = 1_000;
     const { spool } = spoolWith([1, 2, 3, 4], { now: () => now });
