@@ -179,9 +179,16 @@ export function createDelivery(config: Config, deps: DeliveryDeps): Delivery {
   };
   const sink = recorder ? createDryRunSink(spool, recorder, metrics, () => clock.now()) : liveSink;
 
+  // One read of the spool per scrape, shared by the gauges that show it.
+  let gauges: { at: number; counts: ReturnType<SqliteSpool['gaugeCounts']> } | undefined;
   metrics.observe({
     lanes: () => dispatcher?.stats() ?? [],
-    counts: () => (state === 'stopped' ? undefined : spool.counts()),
+    counts: () => {
+      if (state === 'stopped') return undefined;
+      const now = performance.now();
+      if (!gauges || now - gauges.at > 1000) gauges = { at: now, counts: spool.gaugeCounts() };
+      return gauges.counts;
+    },
   });
 
   return {

@@ -403,6 +403,14 @@ export class SqliteSpool implements Spool {
     }));
   }
 
+  gaugeCounts(): { deadLetters: number; messageIds: number; openAlerts: number } {
+    return {
+      deadLetters: this.#s.countDeadLetters.get()?.n ?? 0,
+      messageIds: this.#messageCount(),
+      openAlerts: this.#alerts.count(),
+    };
+  }
+
   counts(): SpoolCounts {
     const byReason: SpoolCounts['deadLettersByReason'] = {};
     let deadLetters = 0;
@@ -789,6 +797,7 @@ function prepare(db: Database, readonly: boolean) {
        ORDER BY g.route, g.key_fp`,
     ),
     countEvents: db.prepare<[], { n: number }>('SELECT count(*) AS n FROM events'),
+    countDeadLetters: db.prepare<[], { n: number }>('SELECT count(*) AS n FROM dead_letters'),
     countMessages: db.prepare<[], { n: number }>('SELECT count(*) AS n FROM messages'),
     deadByReason: db.prepare<[], { reason: string; n: number }>(
       'SELECT reason, count(*) AS n FROM dead_letters GROUP BY reason ORDER BY reason',

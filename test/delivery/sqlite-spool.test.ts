@@ -368,6 +368,8 @@ describe('SqliteSpool', () => {
     now = 5_000;
     await spool.commit(entry([alarmEvent('trigger', 'flapping'), alarmEvent('trigger', 'recent')]));
     expect(spool.counts().openAlerts).toBe(3);
+    const { pending: _pending, deadLettersByReason: _byReason, ...shown } = spool.counts();
+    expect(spool.gaugeCounts()).toEqual(shown);
     expect(spool.pruneOpenAlerts(3_000)).toBe(1);
     expect(spool.counts().openAlerts).toBe(2);
     expect(spool.pruneOpenAlerts(3_000)).toBe(0);
