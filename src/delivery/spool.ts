@@ -64,7 +64,7 @@ export type CommitResult =
       /** Acknowledges and resolves that cannot follow their trigger (its key was removed). */
       orphaned: PendingEvent[];
       /**
-       * Events not queued because they are older (OutboundEvent.at) than the newest event already
+       * Events not queued because they are older (OutboundEvent.time) than the newest event already
        * accepted for their route and dedup key (`newerAt`): a late SNS retry of an earlier state.
        */
       stale: Array<{ event: OutboundEvent; newerAt: number }>;
