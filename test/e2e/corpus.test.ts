@@ -1,7 +1,7 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { CORPUS_MISSING, corpusDir, loadSignedCorpus, toHttpFormat } from '../helpers/corpus.js';
 import type { Envelope } from '../helpers/fake-sns.js';
-import { E2eWorld, until } from './helpers/world.js';
+import { type E2eWorld, until, useE2eWorld } from './helpers/world.js';
 
 interface Expected {
   rule: string;
@@ -88,15 +88,9 @@ describe.skipIf(!dir)('e2e: the real AWS corpus through pd-relay serve', () => {
   if (!dir) it.skip(CORPUS_MISSING, () => {});
   const corpus = dir ? loadSignedCorpus(dir) : [];
   let world: E2eWorld;
-  beforeAll(async () => {
-    world = await E2eWorld.start();
-    for (const m of corpus) world.sns.serveCertificate(m.certName, m.certPem);
-  });
-  afterEach(async () => {
-    expect(await world.finish()).toEqual([]);
-  });
-  afterAll(async () => {
-    await world?.close();
+  useE2eWorld((w) => {
+    world = w;
+    for (const m of corpus) w.sns.serveCertificate(m.certName, m.certPem);
   });
 
   it('delivers what each genuine Notification means, answers copies as duplicates and refuses the tampered ones', async () => {

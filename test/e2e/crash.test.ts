@@ -1,9 +1,16 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { Envelope } from '../helpers/fake-sns.js';
 import type { RelayProcess } from '../helpers/relay-process.js';
 import { Load } from './helpers/load.js';
 import type { PostResult } from './helpers/sns-client.js';
-import { E2eWorld, e2eRule, metricValue, type RelayOptions, until } from './helpers/world.js';
+import {
+  type E2eWorld,
+  e2eRule,
+  metricValue,
+  type RelayOptions,
+  until,
+  useE2eWorld,
+} from './helpers/world.js';
 
 /**
  * kill -9 of a real `pd-relay serve`, restarted on the same spool directory. The promise under
@@ -15,15 +22,7 @@ import { E2eWorld, e2eRule, metricValue, type RelayOptions, until } from './help
  */
 describe('e2e: kill -9 and restart on the same spool', () => {
   let world: E2eWorld;
-  beforeAll(async () => {
-    world = await E2eWorld.start({ windowMs: 1000, limit: 1000 });
-  });
-  afterEach(async () => {
-    expect(await world.finish()).toEqual([]);
-  });
-  afterAll(async () => {
-    await world?.close();
-  });
+  useE2eWorld((w) => (world = w), { windowMs: 1000, limit: 1000 });
 
   /** Each message is its own alert: every event body is unique, so a byte-identical copy is a duplicate. */
   const messages = new Map<number, Envelope>();

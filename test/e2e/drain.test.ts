@@ -1,7 +1,7 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { Envelope } from '../helpers/fake-sns.js';
 import { Load, type LoadResult } from './helpers/load.js';
-import { E2eWorld, e2eRule, type RelayOptions, until } from './helpers/world.js';
+import { type E2eWorld, e2eRule, type RelayOptions, until, useE2eWorld } from './helpers/world.js';
 
 /**
  * SIGTERM while SNS keeps posting (a rolling update). What must hold:
@@ -21,15 +21,7 @@ import { E2eWorld, e2eRule, type RelayOptions, until } from './helpers/world.js'
  */
 describe('e2e: SIGTERM drain under load', () => {
   let world: E2eWorld;
-  beforeAll(async () => {
-    world = await E2eWorld.start({ windowMs: 1000, limit: 1000 });
-  });
-  afterEach(async () => {
-    expect(await world.finish()).toEqual([]);
-  });
-  afterAll(async () => {
-    await world?.close();
-  });
+  useE2eWorld((w) => (world = w), { windowMs: 1000, limit: 1000 });
 
   it('answers 200 to every request that got in, 200 or 503 to the rest, exits 0, and loses nothing', async () => {
     const dir = world.dir();

@@ -1,5 +1,5 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { E2eWorld, metricValue, TOPIC, until } from './helpers/world.js';
+import { describe, expect, it } from 'vitest';
+import { type E2eWorld, metricValue, TOPIC, until, useE2eWorld } from './helpers/world.js';
 
 const ALARM_ARN = 'arn:aws:cloudwatch:eu-west-1:123456789012:alarm:checkout-5xx';
 
@@ -46,15 +46,7 @@ function alarm(state: 'ALARM' | 'OK'): string {
  */
 describe('e2e: subscribe, confirm, trigger and resolve over HTTPS with basic auth', () => {
   let world: E2eWorld;
-  beforeAll(async () => {
-    world = await E2eWorld.start();
-  });
-  afterEach(async () => {
-    expect(await world.finish()).toEqual([]);
-  });
-  afterAll(async () => {
-    await world?.close();
-  });
+  useE2eWorld((w) => (world = w));
 
   it('confirms the subscription after the 401 challenge, then triggers and resolves one alert on one key of the pool', async () => {
     const pool = ['payments-1', 'payments-2', 'payments-3'];

@@ -1,6 +1,6 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { expectLivesDelivered, postLives } from './helpers/sequences.js';
-import { E2eWorld, e2eRule, metricValue, until } from './helpers/world.js';
+import { type E2eWorld, e2eRule, metricValue, until, useE2eWorld } from './helpers/world.js';
 
 /**
  * PagerDuty misbehaving, seen from the built relay: a long outage (every request 503) and a 429
@@ -9,15 +9,7 @@ import { E2eWorld, e2eRule, metricValue, until } from './helpers/world.js';
  */
 describe('e2e: PagerDuty outage, then recovery', () => {
   let world: E2eWorld;
-  beforeAll(async () => {
-    world = await E2eWorld.start({ windowMs: 1000, limit: 100 });
-  });
-  afterEach(async () => {
-    expect(await world.finish()).toEqual([]);
-  });
-  afterAll(async () => {
-    await world?.close();
-  });
+  useE2eWorld((w) => (world = w), { windowMs: 1000, limit: 100 });
 
   it('keeps every event through an outage of 503s and delivers them all, in order per dedup key, once PagerDuty is back', async () => {
     const relay = await world.startRelay(world.dir(), {
@@ -71,15 +63,7 @@ describe('e2e: a 429 storm', () => {
   const windowMs = 1000;
   const limit = 10;
   let world: E2eWorld;
-  beforeAll(async () => {
-    world = await E2eWorld.start({ windowMs, limit });
-  });
-  afterEach(async () => {
-    expect(await world.finish()).toEqual([]);
-  });
-  afterAll(async () => {
-    await world?.close();
-  });
+  useE2eWorld((w) => (world = w), { windowMs, limit });
 
   it('backs off while PagerDuty answers 429, then delivers everything without ever exceeding the window', async () => {
     const minBackoffMs = 100;

@@ -1,9 +1,9 @@
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { LogLine, RelayProcess } from '../helpers/relay-process.js';
 import { Load } from './helpers/load.js';
-import { E2eWorld, e2eRule, metricValue, parseSummary } from './helpers/world.js';
+import { type E2eWorld, e2eRule, metricValue, parseSummary, useE2eWorld } from './helpers/world.js';
 
 /** Replaces `path` the way editors and ConfigMap updates do: a new file renamed over the old one. */
 function replaceFile(path: string, text: string): void {
@@ -26,15 +26,7 @@ function nextLog(relay: RelayProcess, test: (l: LogLine) => boolean, timeoutMs =
  */
 describe('e2e: rules reloaded under load', () => {
   let world: E2eWorld;
-  beforeAll(async () => {
-    world = await E2eWorld.start({ windowMs: 1000, limit: 1000 });
-  });
-  afterEach(async () => {
-    expect(await world.finish()).toEqual([]);
-  });
-  afterAll(async () => {
-    await world?.close();
-  });
+  useE2eWorld((w) => (world = w), { windowMs: 1000, limit: 1000 });
 
   it('applies a watched file change and a SIGHUP without failing a request; a broken file keeps the running rules', async () => {
     const dir = world.dir();

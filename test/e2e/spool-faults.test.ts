@@ -1,11 +1,11 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { RelayProcess } from '../helpers/relay-process.js';
 import { tempDir } from '../helpers/temp.js';
 import type { PostResult, SnsClient } from './helpers/sns-client.js';
-import { E2eWorld, e2eRule, metricValue, type RelayOptions } from './helpers/world.js';
+import { type E2eWorld, e2eRule, metricValue, type RelayOptions, useE2eWorld } from './helpers/world.js';
 
 /** Whether this process may mount a tmpfs (root with CAP_SYS_ADMIN, as in the CI container). */
 function canMountTmpfs(): boolean {
@@ -52,15 +52,7 @@ if (!IMMUTABLE)
  */
 describe('e2e: a full or read-only spool', () => {
   let world: E2eWorld;
-  beforeAll(async () => {
-    world = await E2eWorld.start({ windowMs: 1000, limit: 1000 });
-  });
-  afterEach(async () => {
-    expect(await world.finish()).toEqual([]);
-  });
-  afterAll(async () => {
-    await world?.close();
-  });
+  useE2eWorld((w) => (world = w), { windowMs: 1000, limit: 1000 });
 
   const options = (extra: Partial<RelayOptions> = {}): RelayOptions => ({
     routes: { default: { aliases: ['spool-1', 'spool-2'], ratePerMinute: 1000 } },

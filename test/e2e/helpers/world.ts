@@ -1,6 +1,7 @@
 import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, expect } from 'vitest';
 import { FakePagerDuty, type FakePagerDutyOptions } from '../../helpers/fake-pagerduty.js';
 import { type Envelope, FakeSns, type NotificationOptions, testTls } from '../../helpers/fake-sns.js';
 import { RelayProcess } from '../../helpers/relay-process.js';
@@ -61,6 +62,25 @@ export interface RelayOptions {
   /** Spool directory (default <dir>/spool) and size cap. */
   spoolDir?: string;
   maxSizeMiB?: number;
+}
+
+/**
+ * The hooks of every e2e describe block: a world started before its tests (`set` receives it, then
+ * the block may prepare it), finished after each test (no secret may have shown anywhere) and
+ * closed after them all.
+ */
+export function useE2eWorld(set: (world: E2eWorld) => void, pd: FakePagerDutyOptions = {}): void {
+  let world: E2eWorld | undefined;
+  beforeAll(async () => {
+    world = await E2eWorld.start(pd);
+    set(world);
+  });
+  afterEach(async () => {
+    expect(await world?.finish()).toEqual([]);
+  });
+  afterAll(async () => {
+    await world?.close();
+  });
 }
 
 /**
