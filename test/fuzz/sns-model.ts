@@ -1,4 +1,5 @@
 import { type KeyObject, verify } from 'node:crypto';
+import { SIGNED } from '../helpers/fake-sns.js';
 
 /**
  * The fuzz suite's reference model of what the relay answers to one SNS request body, written from
@@ -33,21 +34,6 @@ export interface Verdict {
 
 export type SnsType = 'Notification' | 'SubscriptionConfirmation' | 'UnsubscribeConfirmation';
 const TYPES: readonly string[] = ['Notification', 'SubscriptionConfirmation', 'UnsubscribeConfirmation'];
-
-/** The fields SNS signs, per type and in its order (AWS docs, "Verifying the signatures of Amazon SNS messages"). */
-const SIGNED: Record<SnsType, readonly string[]> = {
-  Notification: ['Message', 'MessageId', 'Subject', 'Timestamp', 'TopicArn', 'Type'],
-  SubscriptionConfirmation: [
-    'Message',
-    'MessageId',
-    'SubscribeURL',
-    'Timestamp',
-    'Token',
-    'TopicArn',
-    'Type',
-  ],
-  UnsubscribeConfirmation: ['Message', 'MessageId', 'SubscribeURL', 'Timestamp', 'Token', 'TopicArn', 'Type'],
-};
 
 /** An SNS topic ARN (https://docs.aws.amazon.com/sns/latest/api/API_CreateTopic.html). */
 const TOPIC_ARN = /^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?$/;
@@ -162,7 +148,7 @@ export class SnsModel {
     if (!cert.key) return refuse(503, 'cert_unavailable', 'certificate not served');
 
     let signed = '';
-    for (const k of SIGNED[type]) if (typeof o[k] === 'string') signed += `${k}\n${o[k]}\n`;
+    for (const k of SIGNED[type] ?? []) if (typeof o[k] === 'string') signed += `${k}\n${o[k]}\n`;
     let valid = false;
     try {
       valid = verify(digest, Buffer.from(signed, 'utf8'), cert.key, signature);

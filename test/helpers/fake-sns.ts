@@ -71,9 +71,10 @@ export interface ConfirmationOptions extends EnvelopeOptions {
 /**
  * The fields SNS signs, per type, in its order. Written out here independently of
  * src/ingress/sns/signature.ts on purpose: a fake that shared the relay's code would agree with any
- * bug in it. (The corpus tests check both against real AWS signatures.)
+ * bug in it. (The corpus tests check both against real AWS signatures.) The fuzz oracle
+ * (test/fuzz/sns-model.ts) uses this list too.
  */
-const SIGNED = {
+export const SIGNED = {
   Notification: ['Message', 'MessageId', 'Subject', 'Timestamp', 'TopicArn', 'Type'],
   SubscriptionConfirmation: [
     'Message',
