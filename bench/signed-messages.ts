@@ -61,6 +61,47 @@ export function benchNotification(i: number, message: string, certUrl: string): 
 }
 
 /**
+ * Signatures of messages [0, count), cached in `.bench/<file>` (message i is the same whatever the
+ * count, so a larger cache serves a smaller request); missing ones are signed in one child process
+ * per core, each running `worker` with `args(from, to)` and sending its signatures back over IPC.
+ * Child processes rather than worker threads: Node 20 workers do not inherit the tsx loader.
+ */
+export async function cachedSignatures(
+  file: string,
+  count: number,
+  worker: URL,
+  args: (from: number, to: number) => string[],
+): Promise<string[]> {
+  const dir = new URL('../.bench/', import.meta.url);
+  const cacheFile = new URL(file, dir);
+  const cached = existsSync(cacheFile) ? readFileSync(cacheFile, 'utf8').split('\n') : [];
+  if (cached.length >= count) return cached.slice(0, count);
+  const started = Date.now();
+  const workers = Math.max(1, availableParallelism());
+  const per = Math.ceil(count / workers);
+  const parts = await Promise.all(
+    Array.from({ length: workers }, (_, w) => {
+      const child = fork(worker, args(w * per, Math.min(count, (w + 1) * per)), {
+        execArgv: ['--import', 'tsx'],
+        stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      });
+      return new Promise<string[]>((resolve, reject) => {
+        child.once('message', (m) => resolve(m as string[]));
+        child.once('error', reject);
+        child.once('exit', (code) => code !== 0 && reject(new Error(`signing worker exited with ${code}`)));
+      });
+    }),
+  );
+  const signatures = parts.flat();
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(cacheFile, signatures.join('\n'));
+  console.log(
+    `Signed ${count} messages in ${((Date.now() - started) / 1000).toFixed(1)} s (cached in .bench/).`,
+  );
+  return signatures;
+}
+
+/**
  * `count` signed SignatureVersion-2 Notification bodies (JSON strings, ready to POST) whose
  * SigningCertURL is `certUrl` (not signed, so the cache survives a new port).
  */
@@ -70,41 +111,12 @@ export async function signedNotifications(count: number, certUrl: string): Promi
     .update(`${testTls.signingKeyPem}\n${message}\n${BENCH_TOPIC}`)
     .digest('hex')
     .slice(0, 16);
-  const cacheDir = new URL('../.bench/', import.meta.url);
-  const cacheFile = new URL(`signatures-${key}.txt`, cacheDir);
-  // Message i is the same whatever the count: a larger cache serves a smaller request.
-  let signatures = existsSync(cacheFile) ? readFileSync(cacheFile, 'utf8').split('\n') : [];
-  if (signatures.length >= count) {
-    signatures = signatures.slice(0, count);
-  } else {
-    const started = Date.now();
-    const workers = Math.max(1, availableParallelism());
-    const per = Math.ceil(count / workers);
-    const parts = await Promise.all(
-      Array.from({ length: workers }, (_, w) => {
-        // Child processes rather than worker threads: Node 20 workers do not inherit the tsx loader.
-        const child = fork(
-          new URL('./sign-worker.ts', import.meta.url),
-          [message, String(w * per), String(Math.min(count, (w + 1) * per))],
-          {
-            execArgv: ['--import', 'tsx'],
-            stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-          },
-        );
-        return new Promise<string[]>((resolve, reject) => {
-          child.once('message', (m) => resolve(m as string[]));
-          child.once('error', reject);
-          child.once('exit', (code) => code !== 0 && reject(new Error(`sign-worker exited with ${code}`)));
-        });
-      }),
-    );
-    signatures = parts.flat();
-    mkdirSync(cacheDir, { recursive: true });
-    writeFileSync(cacheFile, signatures.join('\n'));
-    console.log(
-      `Signed ${count} notifications in ${((Date.now() - started) / 1000).toFixed(1)} s (cached in .bench/).`,
-    );
-  }
+  const signatures = await cachedSignatures(
+    `signatures-${key}.txt`,
+    count,
+    new URL('./sign-worker.ts', import.meta.url),
+    (from, to) => [message, String(from), String(to)],
+  );
   return signatures.map((signature, i) =>
     JSON.stringify({ ...benchNotification(i, message, certUrl), Signature: signature }),
   );

@@ -8,9 +8,9 @@
 //
 // Env: SOAK_RATE (1000/s), SOAK_SECONDS (60), SOAK_SAMPLE_SECONDS (3), SOAK_KEYS (16),
 // SOAK_RELAY_NODE_OPTIONS (NODE_OPTIONS of the relay process, e.g. to profile it).
-import { execFileSync, fork } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { createHash, createPrivateKey } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { availableParallelism, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
@@ -21,7 +21,7 @@ import { type Envelope, FakeSns, signEnvelope, testTls } from '../test/helpers/f
 import { forceGc, GC_ON_SIGNAL_NODE_OPTIONS } from '../test/helpers/gc.js';
 import { RelayProcess } from '../test/helpers/relay-process.js';
 import { tempDir } from '../test/helpers/temp.js';
-import { alarmMessage } from './signed-messages.js';
+import { alarmMessage, cachedSignatures } from './signed-messages.js';
 
 const RATE = Number(process.env.SOAK_RATE ?? 1_000);
 const SECONDS = Number(process.env.SOAK_SECONDS ?? 60);
@@ -98,37 +98,11 @@ async function signatures(count: number, template: Record<string, unknown>): Pro
     .update(`${testTls.signingKeyPem}\n${JSON.stringify(template)}\n${ALARMS}\n${TOPIC}\nv2`)
     .digest('hex')
     .slice(0, 16);
-  const dir = join(ROOT, '.bench');
-  const file = join(dir, `soak-${key}.txt`);
-  const cached = existsSync(file) ? readFileSync(file, 'utf8').split('\n') : [];
-  if (cached.length >= count) return cached.slice(0, count);
-  const started = Date.now();
-  const workers = Math.max(1, availableParallelism());
-  const per = Math.ceil(count / workers);
-  const parts = await Promise.all(
-    Array.from({ length: workers }, (_, w) => {
-      const child = fork(
-        fileURLToPath(import.meta.url),
-        ['--sign', String(w * per), String(Math.min(count, (w + 1) * per))],
-        {
-          execArgv: ['--import', 'tsx'],
-          stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-        },
-      );
-      return new Promise<string[]>((resolve, reject) => {
-        child.once('message', (m) => resolve(m as string[]));
-        child.once('error', reject);
-        child.once('exit', (code) => code !== 0 && reject(new Error(`signing worker exited with ${code}`)));
-      });
-    }),
-  );
-  const out = parts.flat();
-  mkdirSync(dir, { recursive: true });
-  writeFileSync(file, out.join('\n'));
-  console.log(
-    `Signed ${count} messages in ${((Date.now() - started) / 1000).toFixed(1)} s (cached in .bench/).`,
-  );
-  return out;
+  return cachedSignatures(`soak-${key}.txt`, count, new URL(import.meta.url), (from, to) => [
+    '--sign',
+    String(from),
+    String(to),
+  ]);
 }
 
 /** Worker mode: sign [from, to) and send the signatures back. */
