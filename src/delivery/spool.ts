@@ -151,6 +151,7 @@ export interface Spool {
    * Concurrent commits share one transaction. Rejects with SpoolUnavailableError when it cannot.
    */
   commit(entry: SpoolEntry): Promise<CommitResult>;
+  /** Whether a committed message had this SNS MessageId (the relay learns it from commit() itself). */
   hasMessage(messageId: string): boolean;
   /** Called synchronously after every commit transaction with the events it queued, in order. */
   onCommitted(listener: (events: PendingEvent[]) => void): void;

@@ -133,7 +133,6 @@ export class SqliteSpool implements Spool {
   readonly #probeIntervalMs: number;
   readonly #readonly: boolean;
   #batch: PendingCommit[] = [];
-  readonly #inBatch = new Set<string>();
   #ops: Op[] = [];
   #scheduled = false;
   #closed = false;
@@ -230,13 +229,12 @@ export class SqliteSpool implements Spool {
       return Promise.reject(new SpoolUnavailableError('The spool is closed (shutting down).'));
     return new Promise((resolve, reject) => {
       this.#batch.push({ entry, resolve, reject });
-      this.#inBatch.add(entry.messageId);
       this.#schedule();
     });
   }
 
   hasMessage(messageId: string): boolean {
-    return this.#inBatch.has(messageId) || this.#s.hasMessage.get(messageId) !== undefined;
+    return this.#s.hasMessage.get(messageId) !== undefined;
   }
 
   onCommitted(listener: (events: PendingEvent[]) => void): void {
@@ -514,7 +512,6 @@ export class SqliteSpool implements Spool {
     const ops = this.#ops;
     this.#batch = [];
     this.#ops = [];
-    this.#inBatch.clear();
     if (!batch.length && !ops.length) return;
 
     const started = performance.now();
