@@ -1,7 +1,6 @@
 import type { Database, Statement } from 'better-sqlite3';
+import { PRUNE_SLICE, pruneInSlices } from './prune.js';
 import type { OpenAlert, OpenAlertMap } from './spool.js';
-
-const PRUNE_SLICE = 5000;
 
 /**
  * The embedded OpenAlertMap: a table in the spool database, so that remembering a trigger's key
@@ -55,8 +54,6 @@ export class SqliteOpenAlertMap implements OpenAlertMap {
    * trigger's key unless the pool changed since.
    */
   prune(before: number): number {
-    let total = 0;
-    for (let n = PRUNE_SLICE; n === PRUNE_SLICE; total += n) n = this.#prune.run(before).changes;
-    return total;
+    return pruneInSlices(() => this.#prune.run(before).changes);
   }
 }

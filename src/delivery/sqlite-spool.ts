@@ -6,6 +6,7 @@ import type { EventAction, EventBody } from '../pagerduty/types.js';
 import type { OutboundEvent } from '../rules/types.js';
 import { SqliteOpenAlertMap } from './key-map.js';
 import { migrate, SPOOL_SCHEMA_VERSION, SpoolVersionError, schemaVersion } from './migrations.js';
+import { PRUNE_SLICE, pruneInSlices } from './prune.js';
 import type {
   CommitResult,
   DeadLetter,
@@ -427,15 +428,10 @@ export class SqliteSpool implements Spool {
 
   pruneMessageIds(before: number): number {
     this.#writable();
-    let total = 0;
-    // In slices: one huge delete would hold the write lock (and the event loop) for long.
-    for (let n = PRUNE_SLICE; n === PRUNE_SLICE; ) n = this.#s.pruneAlertTimes.run(before).changes;
-    for (;;) {
-      const n = this.#s.pruneMessages.run(before).changes;
-      total += n;
-      if (this.#messageIds !== undefined) this.#messageIds -= n;
-      if (n < PRUNE_SLICE) return total;
-    }
+    pruneInSlices(() => this.#s.pruneAlertTimes.run(before).changes);
+    const total = pruneInSlices(() => this.#s.pruneMessages.run(before).changes);
+    if (this.#messageIds !== undefined) this.#messageIds -= total;
+    return total;
   }
 
   pruneOpenAlerts(before: number): number {
@@ -760,8 +756,6 @@ export class SpoolOpenError extends Error {
     this.locked = opts.locked ?? false;
   }
 }
-
-const PRUNE_SLICE = 5000;
 
 function prepare(db: Database, readonly: boolean) {
   const w = <P extends unknown[], R = unknown>(sql: string): Statement<P, R> =>
