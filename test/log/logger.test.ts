@@ -39,32 +39,38 @@ describe('log destination', () => {
     expect(lines().map((l) => l.n)).toEqual(Array.from({ length: 2000 }, (_, i) => i));
   });
 
-  it('writes every line through a pipe that fills up, in order, before the process ends by itself', () => {
+  /** Runs `lines` (after an import of createLogger) as a script of its own; its stdout is a pipe. */
+  const runScript = (lines: string[]) => {
     const tmp = tempDir();
     cleanups.push(tmp.cleanup);
     const script = writeIn(
       tmp.dir,
-      'chatty.mts',
-      [
-        `import { createLogger } from ${JSON.stringify(join(ROOT, 'src/log/logger.ts'))};`,
-        'const logger = createLogger();',
-        "const pad = 'x'.repeat(400);",
-        'let n = 0;',
-        // Bursts over several turns (async writes, a pipe buffer of 64 KB filled many times), then
-        // a last burst in the final turn. (The relay ends by itself too: it never calls
-        // process.exit(), which would not wait for a write blocked on a full pipe.)
-        'for (let turn = 0; turn < 20; turn++) {',
-        "  for (let i = 0; i < 500; i++) logger.info({ n: n++, pad }, 'Line.');",
-        '  await new Promise((r) => setImmediate(r));',
-        '}',
-        "for (let i = 0; i < 500; i++) logger.info({ n: n++, pad }, 'Line.');",
-      ].join('\n'),
+      'script.mts',
+      [`import { createLogger } from ${JSON.stringify(join(ROOT, 'src/log/logger.ts'))};`, ...lines].join(
+        '\n',
+      ),
     );
-    const run = spawnSync(process.execPath, ['--import', 'tsx', script], {
+    return spawnSync(process.execPath, ['--import', 'tsx', script], {
       cwd: ROOT,
       encoding: 'utf8',
       maxBuffer: 64 * 1024 * 1024,
     });
+  };
+
+  it('writes every line through a pipe that fills up, in order, before the process ends by itself', () => {
+    const run = runScript([
+      'const logger = createLogger();',
+      "const pad = 'x'.repeat(400);",
+      'let n = 0;',
+      // Bursts over several turns (async writes, a pipe buffer of 64 KB filled many times), then
+      // a last burst in the final turn. (The relay ends by itself too: it never calls
+      // process.exit(), which would not wait for a write blocked on a full pipe.)
+      'for (let turn = 0; turn < 20; turn++) {',
+      "  for (let i = 0; i < 500; i++) logger.info({ n: n++, pad }, 'Line.');",
+      '  await new Promise((r) => setImmediate(r));',
+      '}',
+      "for (let i = 0; i < 500; i++) logger.info({ n: n++, pad }, 'Line.');",
+    ]);
     expect(run.status).toBe(0);
     const ns = run.stdout
       .trim()
@@ -74,18 +80,7 @@ describe('log destination', () => {
   });
 
   it('writes the lines still buffered when the process exits', () => {
-    const tmp = tempDir();
-    cleanups.push(tmp.cleanup);
-    const script = writeIn(
-      tmp.dir,
-      'last-words.mts',
-      [
-        `import { createLogger } from ${JSON.stringify(join(ROOT, 'src/log/logger.ts'))};`,
-        "createLogger().info({ n: 1 }, 'Relay stopped.');",
-        'process.exit(0);',
-      ].join('\n'),
-    );
-    const run = spawnSync(process.execPath, ['--import', 'tsx', script], { cwd: ROOT, encoding: 'utf8' });
+    const run = runScript(["createLogger().info({ n: 1 }, 'Relay stopped.');", 'process.exit(0);']);
     expect(run.status).toBe(0);
     expect(JSON.parse(run.stdout.trim())).toMatchObject({ n: 1, msg: 'Relay stopped.' });
   });
