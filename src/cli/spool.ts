@@ -223,36 +223,44 @@ function openWritable(config: Config): SqliteSpool {
 }
 
 function retry(config: Config, ids: number[] | undefined, io: Io): number {
-  const spool = openWritable(config);
-  try {
-    const missing = ids ? ids.filter((id) => spool.deadLetters({ ids: [id] }).length === 0) : [];
-    const queued = spool.retryDeadLetters(ids?.filter((id) => !missing.includes(id)));
-    for (const id of missing) io.err(`No dead letter with id ${id}.`);
-    if (queued === 0 && !missing.length) {
-      io.out('No dead letters to retry.');
-      return 0;
-    }
-    if (queued)
-      io.out(
-        `Queued ${queued} dead letter${queued === 1 ? '' : 's'} again: a running relay picks ${queued === 1 ? 'it' : 'them'} up within a second, else the next start does.`,
-      );
-    return missing.length ? 1 : 0;
-  } finally {
-    spool.close();
-  }
+  return onDeadLetters(config, ids, io, (spool, found) => spool.retryDeadLetters(found), {
+    none: 'No dead letters to retry.',
+    done: (n) =>
+      `Queued ${n} dead letter${n === 1 ? '' : 's'} again: a running relay picks ${n === 1 ? 'it' : 'them'} up within a second, else the next start does.`,
+  });
 }
 
 function discard(config: Config, ids: number[] | undefined, io: Io): number {
+  return onDeadLetters(config, ids, io, (spool, found) => spool.discardDeadLetters(found), {
+    none: 'No dead letters to discard.',
+    done: (n) => `Discarded ${n} dead letter${n === 1 ? '' : 's'} for good.`,
+  });
+}
+
+/**
+ * Retry or discard: `act` on the dead letters asked for (all when `ids` is undefined); each id
+ * that is not a dead letter is reported, and makes the exit code 1.
+ */
+function onDeadLetters(
+  config: Config,
+  ids: number[] | undefined,
+  io: Io,
+  act: (spool: SqliteSpool, ids: number[] | undefined) => number,
+  say: { none: string; done: (n: number) => string },
+): number {
   const spool = openWritable(config);
   try {
     const missing = ids ? ids.filter((id) => spool.deadLetters({ ids: [id] }).length === 0) : [];
-    const discarded = spool.discardDeadLetters(ids?.filter((id) => !missing.includes(id)));
+    const n = act(
+      spool,
+      ids?.filter((id) => !missing.includes(id)),
+    );
     for (const id of missing) io.err(`No dead letter with id ${id}.`);
-    if (discarded === 0 && !missing.length) {
-      io.out('No dead letters to discard.');
+    if (n === 0 && !missing.length) {
+      io.out(say.none);
       return 0;
     }
-    if (discarded) io.out(`Discarded ${discarded} dead letter${discarded === 1 ? '' : 's'} for good.`);
+    if (n) io.out(say.done(n));
     return missing.length ? 1 : 0;
   } finally {
     spool.close();
