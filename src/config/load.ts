@@ -5,7 +5,8 @@ import { Secret } from '../shared/secret.js';
 import { type PathSegment, YamlSource } from '../shared/yaml-source.js';
 import { zodProblems } from '../shared/zod-problems.js';
 import { substituteEnv } from './env.js';
-import { configSchema, type RawConfig } from './schema.js';
+import { type ParsedPostgresUrl, parsePostgresUrl } from './postgres-url.js';
+import { configSchema, type PostgresSslMode, type RawConfig } from './schema.js';
 
 /** PagerDuty Events API v2 integration keys are 32 characters (the integration's "Integration Key"). */
 export const ROUTING_KEY_PATTERN = /^[A-Za-z0-9]{32}$/;
@@ -38,8 +39,27 @@ export interface Config {
   pagerduty: RawConfig['pagerduty'];
   routes: Record<string, RouteConfig>;
   rules: RawConfig['rules'];
-  spool: RawConfig['spool'];
+  spool: Omit<RawConfig['spool'], 'postgres'> & { postgres?: PostgresConfig };
   delivery: RawConfig['delivery'];
+}
+
+/** `spool.postgres`, loaded: the URL's parts (password wrapped), TLS settled, paths absolute. */
+export interface PostgresConfig {
+  host: string;
+  port: number;
+  database: string;
+  user: string;
+  password: Secret;
+  /** `postgres://user@host:port/database`, for messages: never the password. */
+  display: string;
+  applicationName?: string;
+  schema: string;
+  poolSize: number;
+  statementTimeoutMs: number;
+  connectTimeoutMs: number;
+  sslmode: PostgresSslMode;
+  /** CA certificates (PEM file) trusted for the server's certificate; else Node's trust store. */
+  caFile?: string;
 }
 
 export interface LoadOptions {
@@ -225,6 +245,69 @@ export function parseConfig(
       );
     }
   }
+  // spool.postgres: the URL (a secret: it holds the password), TLS from the keys or the URL.
+  let postgres: PostgresConfig | undefined;
+  const pg = raw.spool.postgres;
+  if (pg) {
+    const at: PathSegment[] = ['spool', 'postgres'];
+    let parsed: ParsedPostgresUrl | undefined;
+    if ((pg.url === undefined) === (pg.urlFile === undefined)) {
+      problem(at, 'Expected exactly one of url or urlFile');
+    } else {
+      const urlPath: PathSegment[] = [...at, pg.url !== undefined ? 'url' : 'urlFile'];
+      const text = pg.url ?? readSecret(urlPath, pg.urlFile as string)?.reveal();
+      if (text !== undefined) {
+        const result = parsePostgresUrl(text);
+        if ('problem' in result) problem(urlPath, result.problem);
+        else parsed = result.ok;
+      }
+    }
+    if (parsed) {
+      if (pg.sslmode && parsed.sslmode && pg.sslmode !== parsed.sslmode)
+        problem(
+          [...at, 'sslmode'],
+          `Expected one sslmode, got ${pg.sslmode} here and ${parsed.sslmode} in the URL: remove one`,
+        );
+      if (pg.caFile && parsed.sslrootcert)
+        problem([...at, 'caFile'], 'Expected one CA file, got caFile and sslrootcert in the URL: remove one');
+      const sslmode = pg.sslmode ?? parsed.sslmode ?? 'require';
+      const caName = pg.caFile ?? parsed.sslrootcert;
+      const caFile = caName === undefined ? undefined : abs(caName);
+      if (caFile !== undefined) {
+        try {
+          readFileSync(caFile);
+        } catch (err) {
+          problem([...at, 'caFile'], `Cannot read ${caName}: ${errnoText(err)}`);
+        }
+        if (sslmode === 'disable' || sslmode === 'require')
+          problem(
+            [...at, pg.caFile ? 'caFile' : 'urlFile'],
+            `A CA file is only checked with sslmode verify-ca or verify-full, got ${sslmode}: set sslmode: verify-full`,
+          );
+      }
+      postgres = {
+        host: parsed.host,
+        port: parsed.port,
+        database: parsed.database,
+        user: parsed.user,
+        password: new Secret(parsed.password),
+        display: parsed.display,
+        ...(parsed.applicationName ? { applicationName: parsed.applicationName } : {}),
+        schema: pg.schema,
+        poolSize: pg.poolSize,
+        statementTimeoutMs: pg.statementTimeoutMs,
+        connectTimeoutMs: pg.connectTimeoutMs,
+        sslmode,
+        ...(caFile ? { caFile } : {}),
+      };
+    }
+    if (raw.spool.maxSizeMiB)
+      problem(
+        ['spool', 'maxSizeMiB'],
+        'spool.maxSizeMiB caps the SQLite spool only: remove it, or size the PostgreSQL database instead',
+      );
+  }
+
   if (raw.delivery.minBackoffMs > raw.delivery.maxBackoffMs)
     problem(['delivery', 'minBackoffMs'], 'Expected minBackoffMs <= maxBackoffMs');
   // Node's HTTP server refuses a headers timeout longer than the whole-request timeout.
@@ -250,7 +333,13 @@ export function parseConfig(
     pagerduty: { ...raw.pagerduty, url: raw.pagerduty.url.replace(/\/+$/, '') },
     routes,
     rules: { ...raw.rules, paths: raw.rules.paths.map(abs) },
-    spool: { ...raw.spool, dir: abs(raw.spool.dir) },
+    spool: {
+      dir: abs(raw.spool.dir),
+      messageIdRetentionHours: raw.spool.messageIdRetentionHours,
+      openAlertRetentionDays: raw.spool.openAlertRetentionDays,
+      maxSizeMiB: raw.spool.maxSizeMiB,
+      ...(postgres ? { postgres } : {}),
+    },
     delivery: raw.delivery,
   };
   return { config, problems };
@@ -265,6 +354,8 @@ export function parseConfig(
 function isSecretPath(path: readonly PathSegment[]): boolean {
   if (path[0] === 'routes') return path.length <= 2 || path[2] === 'keys';
   if (path[0] === 'server' && path[1] === 'basicAuth') return path.length === 2 || path[2] === 'password';
+  // The URL holds the database password.
+  if (path[0] === 'spool' && path[1] === 'postgres') return path.length === 2 || path[2] === 'url';
   return false;
 }
 

@@ -9,6 +9,17 @@ import { z } from 'zod';
 /** The default pattern SNS signing-certificate and SubscribeURL hosts must match (host[:port]). */
 export const DEFAULT_CERT_HOST_PATTERN = '^sns\\.[a-z0-9-]+\\.amazonaws\\.com(\\.cn)?$';
 
+/** A PostgreSQL schema name pd-relay creates and uses unquoted. */
+export const POSTGRES_SCHEMA_PATTERN = /^[a-z_][a-z0-9_]{0,62}$/;
+/**
+ * TLS to PostgreSQL, as libpq names it (https://www.postgresql.org/docs/current/libpq-ssl.html):
+ * `require` encrypts without checking the certificate, `verify-ca` checks it was signed by the CA,
+ * `verify-full` checks that and the host name too. (libpq's `prefer` and `allow`, which fall back
+ * to plain text, are not offered.)
+ */
+export const POSTGRES_SSL_MODES = ['disable', 'require', 'verify-ca', 'verify-full'] as const;
+export type PostgresSslMode = (typeof POSTGRES_SSL_MODES)[number];
+
 /** Numbers and booleans may arrive as strings from `${ENV}` substitution. */
 const fromString = (v: unknown): unknown => {
   if (typeof v !== 'string') return v;
@@ -118,6 +129,30 @@ export const configSchema = z.strictObject({
        * retries) instead of the volume filling up: an emptyDir over its sizeLimit evicts the pod.
        */
       maxSizeMiB: boundedInt(0, 1024 * 1024).default(0),
+      /**
+       * A PostgreSQL database shared by every replica, instead of the SQLite file in `dir`
+       * (src/spool/postgres). Exactly one of url and urlFile.
+       */
+      postgres: z
+        .strictObject({
+          url: z.string().optional(),
+          urlFile: nonEmpty.optional(),
+          /** The schema pd-relay's tables live in; several relays can share a database with one each. */
+          schema: z
+            .string()
+            .regex(POSTGRES_SCHEMA_PATTERN, {
+              message:
+                'Expected a schema name of lowercase letters, digits and "_" (at most 63, not starting with a digit)',
+            })
+            .default('pdrelay'),
+          poolSize: boundedInt(2, 100).default(8),
+          statementTimeoutMs: boundedInt(100, 120_000).default(5_000),
+          connectTimeoutMs: boundedInt(100, 120_000).default(5_000),
+          /** libpq's names; default `require` (RDS refuses unencrypted connections by default). */
+          sslmode: z.enum(POSTGRES_SSL_MODES).optional(),
+          caFile: nonEmpty.optional(),
+        })
+        .optional(),
     })
     .prefault({}),
   delivery: z

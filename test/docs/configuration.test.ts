@@ -10,8 +10,11 @@ import { configKeys, RECORD_SEGMENT } from './sources.js';
  * documentation says so.
  */
 
-/** The defaults the schema fills in, with a record entry named "x" standing for RECORD_SEGMENT. */
-const DEFAULTS = configSchema.parse({ routes: { x: {} } });
+/**
+ * The defaults the schema fills in, with a record entry named "x" standing for RECORD_SEGMENT, and
+ * the optional sections present (their keys' defaults apply once the section is written).
+ */
+const DEFAULTS = configSchema.parse({ routes: { x: {} }, spool: { postgres: {} } });
 
 function schemaDefault(key: string): unknown {
   let cur: unknown = DEFAULTS;
