@@ -8,5 +8,7 @@ export default defineConfig({
     pool: 'forks',
     // Tests bind real sockets on 127.0.0.1 with port 0, so files can run in parallel.
     fileParallelism: true,
+    // One PostgreSQL server for the run; test files take a database of their own (testDatabase()).
+    globalSetup: ['test/helpers/postgres-global-setup.ts'],
   },
 });
