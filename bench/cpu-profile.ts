@@ -32,10 +32,10 @@ const STAGES: Array<{ label: string; file: string; fn: RegExp }> = [
   { label: 'decode (incl. JSON.parse of Message)', file: 'src/decode/decode.ts', fn: /^decodeNotification$/ },
   { label: 'rules evaluate (match + render + fit)', file: 'src/rules/engine.ts', fn: /^evaluate$/ },
   { label: '  of which fitEvent', file: 'src/pagerduty/limits.ts', fn: /^fitEvent$/ },
-  { label: 'spool group commit (#flush)', file: 'src/delivery/sqlite-spool.ts', fn: /flush$/ },
+  { label: 'spool group commit (#flush)', file: 'src/spool/sqlite/spool.ts', fn: /flush$/ },
   {
     label: '  of which the entries (statements, body JSON)',
-    file: 'src/delivery/sqlite-spool.ts',
+    file: 'src/spool/sqlite/spool.ts',
     fn: /insertEntry$/,
   },
   { label: 'dispatcher place()', file: 'src/delivery/dispatcher.ts', fn: /^place$/ },

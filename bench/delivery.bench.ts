@@ -77,7 +77,7 @@ async function relay(name: string, events: ReturnType<typeof alarmEvent>[]): Pro
     delivery: { rateWindowMs: WINDOW_MS, minBackoffMs: 50, maxBackoffMs: WINDOW_MS },
     timeoutMs: 5000,
   });
-  const delivery = createDelivery(config, {
+  const delivery = await createDelivery(config, {
     logger: createLogger({ level: 'silent' }),
     registry: new Registry(),
   });

@@ -31,7 +31,7 @@ export const BENCH_KEYS = Array.from({ length: 4 }, (_, i) => testRoutingKey(`be
 interface Running {
   port: number;
   /** Events committed and not yet delivered (the relay), else 0. */
-  pending(): number;
+  pending(): Promise<number>;
   /** Group commits so far (the relay's own metrics), else undefined. */
   commits(): Promise<Commits | undefined>;
   close(): Promise<void>;
@@ -72,7 +72,7 @@ export const SERVERS: Record<string, (opts: ServerOptions) => Promise<Running>> 
     });
     return {
       port: relay.snsAddress.port,
-      pending: () => relay.delivery.stats().counts?.pending ?? 0,
+      pending: async () => (await relay.delivery.stats()).counts?.pending ?? 0,
       async commits() {
         const { address, port } = relay.metricsAddress;
         const text = await (await fetch(`http://${address}:${port}/metrics`)).text();
@@ -100,7 +100,7 @@ export const SERVERS: Record<string, (opts: ServerOptions) => Promise<Running>> 
     await once(server, 'listening');
     return {
       port: (server.address() as AddressInfo).port,
-      pending: () => 0,
+      pending: async () => 0,
       commits: async () => undefined,
       close: () => new Promise<void>((resolve) => server.close(() => resolve())),
     };
@@ -128,10 +128,10 @@ process.on('message', (msg) => {
     const loop = performance.eventLoopUtilization(elu);
     const used = process.cpuUsage(cpu);
     const rss = process.memoryUsage().rss;
-    void running.commits().then((commits) =>
+    void Promise.all([running.commits(), running.pending()]).then(([commits, pending]) =>
       process.send?.({
         rss,
-        pending: running.pending(),
+        pending,
         commits,
         loopMs: loop.active,
         cpuMs: (used.user + used.system) / 1000,

@@ -10,8 +10,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { PoolKeyAssigner } from '../src/delivery/key-assigner.js';
 import { KeyRing } from '../src/delivery/key-ring.js';
-import { SqliteSpool } from '../src/delivery/sqlite-spool.js';
-import { WalFileSync, type WalSync } from '../src/delivery/wal-sync.js';
+import { SqliteSpool } from '../src/spool/sqlite/spool.js';
+import { WalFileSync, type WalSync } from '../src/spool/sqlite/wal-sync.js';
 import { alarmEvent, entry, tempDir, testConfig } from '../test/helpers/delivery.js';
 import { testRoutingKey } from '../test/helpers/fake-pagerduty.js';
 
@@ -86,7 +86,7 @@ async function throughput(group: boolean): Promise<{ perSecond: number; transact
     }),
   );
   const seconds = (performance.now() - started) / 1000;
-  spool.close();
+  spool.closeNow();
   tmp.cleanup();
   return { perSecond: COMMITS / seconds, transactions };
 }
@@ -107,7 +107,7 @@ async function fillChild(dir: string): Promise<void> {
   for (let i = 0; i < PENDING; i += 500) {
     await Promise.all(Array.from({ length: 500 }, (_, j) => spool.commit(entry([alarm(i + j)]))));
   }
-  spool.close();
+  spool.closeNow();
 }
 
 /**
@@ -123,12 +123,12 @@ import { createLogger } from './dist/log/logger.js';
 const config = loadConfig({ file: process.argv[1] });
 globalThis.gc();
 const before = process.memoryUsage();
-const delivery = createDelivery(config, { logger: createLogger({ level: 'silent' }), registry: new Registry() });
+const delivery = await createDelivery(config, { logger: createLogger({ level: 'silent' }), registry: new Registry() });
 delivery.start();
 await new Promise((r) => setTimeout(r, 1000));
 globalThis.gc();
 const after = process.memoryUsage();
-const stats = delivery.stats();
+const stats = await delivery.stats();
 await delivery.stop(0);
 console.log(JSON.stringify({
   pending: stats.counts?.pending,

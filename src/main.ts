@@ -60,7 +60,7 @@ export async function startRelay(initial: Config, opts: StartOptions = {}): Prom
   let draining = false;
 
   // Spool and dispatch first: they own the durable state the rest relies on.
-  const delivery = createDelivery(config, { logger, registry });
+  const delivery = await createDelivery(config, { logger, registry });
 
   // Rules. A reload re-reads the config file too: its rules, sns.* policy and log level apply at
   // once; sections that hold live resources (ports, spool, key pools, PagerDuty client) need a

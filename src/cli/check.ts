@@ -3,11 +3,11 @@ import { accessSync, constants, existsSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { type Config, loadConfig } from '../config/load.js';
 import { KeyRing } from '../delivery/key-ring.js';
-import { SPOOL_FILE, SpoolOpenError, SqliteSpool } from '../delivery/sqlite-spool.js';
 import { formatProblem } from '../errors.js';
 import { PagerDutyClient } from '../pagerduty/client.js';
 import { loadRulesForConfig } from '../rules/reload.js';
 import { runRuleTests } from '../rules/rule-tests.js';
+import { SPOOL_FILE, SpoolOpenError, SqliteSpool } from '../spool/sqlite/spool.js';
 import { type Command, configPath, type Io, parseCommandArgs } from './command.js';
 
 type Status = 'ok' | 'warn' | 'skip' | 'FAIL';
@@ -40,7 +40,7 @@ export const checkCommand: Command = {
     const config = loadConfig({ file: configPath(values.config) });
     const findings: Finding[] = [configFinding(config)];
     findings.push(...rulesFindings(config));
-    findings.push(spoolFinding(config));
+    findings.push(await spoolFinding(config));
     if (values['send-test']) findings.push(...(await sendTest(config)));
     return report(findings, io);
   },
@@ -84,7 +84,7 @@ function rulesFindings(config: Config): Finding[] {
   return findings;
 }
 
-function spoolFinding(config: Config): Finding {
+async function spoolFinding(config: Config): Promise<Finding> {
   const file = join(config.spool.dir, SPOOL_FILE);
   if (!existsSync(file)) {
     // Do not create it: say whether serve will be able to.
@@ -114,13 +114,13 @@ function spoolFinding(config: Config): Finding {
     };
   }
   try {
-    const c = spool.counts();
+    const c = await spool.counts();
     const msg = `${file}: writable, ${c.pending} pending, ${c.deadLetters} dead letter${c.deadLetters === 1 ? '' : 's'}, ${c.openAlerts} open alert${c.openAlerts === 1 ? '' : 's'}`;
     if (c.deadLetters)
       return { status: 'warn', check: 'spool', message: `${msg} (see pd-relay spool dead-letters)` };
     return { status: 'ok', check: 'spool', message: msg };
   } finally {
-    spool.close();
+    spool.closeNow();
   }
 }
 

@@ -1,18 +1,14 @@
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
 import { type Config, loadConfig } from '../config/load.js';
 import { KeyRing } from '../delivery/key-ring.js';
-import { SPOOL_SCHEMA_VERSION } from '../delivery/migrations.js';
-import type { DeadLetter } from '../delivery/spool.js';
-import { SPOOL_FILE, SpoolOpenError, SqliteSpool } from '../delivery/sqlite-spool.js';
-import { UserError } from '../errors.js';
 import type { AlertEventBody } from '../pagerduty/types.js';
+import { openAdminSpool } from '../spool/open.js';
+import type { DeadLetter, Spool } from '../spool/spool.js';
 import { type Command, configPath, type Io, parseCommandArgs, UsageError } from './command.js';
 
 const USAGE = [
   'Usage: pd-relay spool <subcommand> [--config FILE] [options]',
   '',
-  'Inspect and repair the spool in spool.dir; safe while the relay runs.',
+  'Inspect and repair the spool (spool.dir, or spool.postgres); safe while the relay runs.',
   '',
   'Subcommands:',
   '  stats                 Pending events per route and key, oldest age, dead letters',
@@ -71,13 +67,13 @@ export const spoolCommand: Command = {
     const ring = new KeyRing(config.routes);
     if (sub === 'retry-dead-letters') return retry(config, ids, io);
     if (sub === 'discard-dead-letters') return discard(config, ids, io);
-    const spool = openReadonly(config);
+    const spool = await openAdminSpool(config, { write: false });
     try {
       return sub === 'stats'
-        ? stats(spool, ring, io, values.json ?? false)
-        : deadLetters(spool, ring, io, values.json ?? false, limit);
+        ? await stats(spool, ring, io, values.json ?? false)
+        : await deadLetters(spool, ring, io, values.json ?? false, limit);
     } finally {
-      spool.close();
+      await spool.close();
     }
   },
 };
@@ -90,23 +86,10 @@ function positiveInt(flag: string, value: string): number {
   return Number(value);
 }
 
-function openReadonly(config: Config): SqliteSpool {
-  const file = join(config.spool.dir, SPOOL_FILE);
-  if (!existsSync(file)) {
-    throw new UserError(`No spool at ${file}: the relay has not run with this spool.dir yet.`);
-  }
-  try {
-    return new SqliteSpool({ dir: config.spool.dir, readonly: true });
-  } catch (err) {
-    if (err instanceof SpoolOpenError) throw new UserError(err.message);
-    throw err;
-  }
-}
-
-function stats(spool: SqliteSpool, ring: KeyRing, io: Io, json: boolean): number {
+async function stats(spool: Spool, ring: KeyRing, io: Io, json: boolean): Promise<number> {
   const now = Date.now();
-  const counts = spool.counts();
-  const groups = spool.pendingGroups().map((g) => ({
+  const counts = await spool.counts();
+  const groups = (await spool.pendingGroups()).map((g) => ({
     route: g.route,
     key: ring.aliasOf(g.keyFp),
     count: g.count,
@@ -120,7 +103,7 @@ function stats(spool: SqliteSpool, ring: KeyRing, io: Io, json: boolean): number
       JSON.stringify(
         {
           spool: spool.location,
-          schema: SPOOL_SCHEMA_VERSION,
+          schema: spool.schemaVersion,
           pending: { total: counts.pending, oldestAgeSeconds: counts.pending ? oldest : null, groups },
           deadLetters: { total: counts.deadLetters, byReason: counts.deadLettersByReason },
           openAlerts: counts.openAlerts,
@@ -132,7 +115,7 @@ function stats(spool: SqliteSpool, ring: KeyRing, io: Io, json: boolean): number
     );
     return 0;
   }
-  io.out(`Spool: ${spool.location} (schema ${SPOOL_SCHEMA_VERSION})`);
+  io.out(`Spool: ${spool.location} (schema ${spool.schemaVersion})`);
   io.out(
     counts.pending
       ? `Pending: ${counts.pending} event${counts.pending === 1 ? '' : 's'}, oldest ${formatDuration(oldest)}`
@@ -161,14 +144,14 @@ function stats(spool: SqliteSpool, ring: KeyRing, io: Io, json: boolean): number
   return 0;
 }
 
-function deadLetters(
-  spool: SqliteSpool,
+async function deadLetters(
+  spool: Spool,
   ring: KeyRing,
   io: Io,
   json: boolean,
   limit: number | undefined,
-): number {
-  const letters = spool.deadLetters(limit === undefined ? {} : { limit });
+): Promise<number> {
+  const letters = await spool.deadLetters(limit === undefined ? {} : { limit });
   if (json) {
     io.out(JSON.stringify({ deadLetters: letters.map((d) => describe(d, ring)) }, null, 2));
     return 0;
@@ -211,18 +194,7 @@ function describe(d: DeadLetter, ring: KeyRing) {
   };
 }
 
-/** The spool opened for writing next to a running relay (it must exist already). */
-function openWritable(config: Config): SqliteSpool {
-  openReadonly(config).close();
-  try {
-    return new SqliteSpool({ dir: config.spool.dir, busyTimeoutMs: 5000 });
-  } catch (err) {
-    if (err instanceof SpoolOpenError) throw new UserError(err.message);
-    throw err;
-  }
-}
-
-function retry(config: Config, ids: number[] | undefined, io: Io): number {
+function retry(config: Config, ids: number[] | undefined, io: Io): Promise<number> {
   return onDeadLetters(config, ids, io, (spool, found) => spool.retryDeadLetters(found), {
     none: 'No dead letters to retry.',
     done: (n) =>
@@ -230,7 +202,7 @@ function retry(config: Config, ids: number[] | undefined, io: Io): number {
   });
 }
 
-function discard(config: Config, ids: number[] | undefined, io: Io): number {
+function discard(config: Config, ids: number[] | undefined, io: Io): Promise<number> {
   return onDeadLetters(config, ids, io, (spool, found) => spool.discardDeadLetters(found), {
     none: 'No dead letters to discard.',
     done: (n) => `Discarded ${n} dead letter${n === 1 ? '' : 's'} for good.`,
@@ -241,17 +213,18 @@ function discard(config: Config, ids: number[] | undefined, io: Io): number {
  * Retry or discard: `act` on the dead letters asked for (all when `ids` is undefined); each id
  * that is not a dead letter is reported, and makes the exit code 1.
  */
-function onDeadLetters(
+async function onDeadLetters(
   config: Config,
   ids: number[] | undefined,
   io: Io,
-  act: (spool: SqliteSpool, ids: number[] | undefined) => number,
+  act: (spool: Spool, ids: number[] | undefined) => Promise<number>,
   say: { none: string; done: (n: number) => string },
-): number {
-  const spool = openWritable(config);
+): Promise<number> {
+  const spool = await openAdminSpool(config, { write: true });
   try {
-    const missing = ids ? ids.filter((id) => spool.deadLetters({ ids: [id] }).length === 0) : [];
-    const n = act(
+    const found = ids ? new Set((await spool.deadLetters({ ids })).map((d) => d.id)) : undefined;
+    const missing = ids ? ids.filter((id) => !found?.has(id)) : [];
+    const n = await act(
       spool,
       ids?.filter((id) => !missing.includes(id)),
     );
@@ -263,7 +236,7 @@ function onDeadLetters(
     if (n) io.out(say.done(n));
     return missing.length ? 1 : 0;
   } finally {
-    spool.close();
+    await spool.close();
   }
 }
 

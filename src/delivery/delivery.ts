@@ -1,18 +1,17 @@
 import type { Registry } from 'prom-client';
 import type { Config } from '../config/load.js';
-import { UserError } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import { createDeliveryMetrics, type DeliveryMetrics } from '../metrics/delivery.js';
 import { type EventsApi, PagerDutyClient } from '../pagerduty/client.js';
+import { openServingSpool } from '../spool/open.js';
+import type { GaugeCounts, Spool, SpoolCounts } from '../spool/spool.js';
+import { type EventSink, SpoolUnavailableError } from '../spool/types.js';
 import { type Clock, systemClock } from './clock.js';
 import { Dispatcher, type LaneStats } from './dispatcher.js';
 import { createDryRunSink, DryRunRecorder } from './dry-run.js';
 import { PoolKeyAssigner } from './key-assigner.js';
 import { KeyRing } from './key-ring.js';
 import { SlidingLogRateWindow } from './rate-window.js';
-import type { SpoolCounts } from './spool.js';
-import { SpoolOpenError, SqliteSpool } from './sqlite-spool.js';
-import { type EventSink, SpoolUnavailableError } from './types.js';
 
 export interface DeliveryDeps {
   logger: Logger;
@@ -24,7 +23,7 @@ export interface DeliveryDeps {
   random?: () => number;
   /** The PagerDuty Events API; by default a PagerDutyClient for `pagerduty.url`. */
   api?: EventsApi;
-  /** How often to look for dead letters retried by `pd-relay spool retry-dead-letters` (ms). */
+  /** How often to look for dead letters retried by `pd-relay spool retry-dead-letters` (ms, SQLite). */
   pollIntervalMs?: number;
   /** How often to retry a failing spool while it is unavailable (ms). */
   spoolProbeIntervalMs?: number;
@@ -47,57 +46,53 @@ export interface Delivery {
   /** The latest events in dry-run (GET /-/events), else null. */
   readonly recorder: DryRunRecorder | null;
   readonly metrics: DeliveryMetrics;
+  readonly spool: Spool;
   /**
-   * Starts sending: the spool's backlog (queued in order when the delivery was created) and
+   * Starts sending: the keys the spool's ownership gives this process, their backlogs, and
    * everything committed since.
    */
   start(): void;
   /**
    * Stops sending and closes the spool: in-flight requests get `drainTimeoutMs` (default
-   * `delivery.drainTimeoutMs`), everything else stays in the spool. Commits fail from now on.
+   * `delivery.drainTimeoutMs`), everything else stays in the spool for the next start or the
+   * replicas that take the keys over. Commits fail from now on.
    */
   stop(drainTimeoutMs?: number): Promise<void>;
   /** Why the relay cannot take SNS traffic (spool not writable, stopped), or null. */
   readiness(): string | null;
-  stats(): DeliveryStats;
+  stats(): Promise<DeliveryStats>;
 }
 
 const PRUNE_EVERY_MS = 10 * 60 * 1000;
 
 /**
- * Turns the configuration into the live delivery stages: the spool in `spool.dir`, the key ring,
- * the fan-out policy, the rate window and the dispatcher (or, without keys, the dry-run sink).
- * Throws a UserError when the spool cannot be opened.
+ * Turns the configuration into the live delivery stages: the spool (SQLite in `spool.dir`, or
+ * PostgreSQL), the key ring, the fan-out policy, the rate window and the dispatcher (or, without
+ * keys, the dry-run sink). Throws a UserError when the spool cannot be opened.
  */
-export function createDelivery(config: Config, deps: DeliveryDeps): Delivery {
+export async function createDelivery(config: Config, deps: DeliveryDeps): Promise<Delivery> {
   const clock = deps.clock ?? systemClock;
   const metrics = deps.metrics ?? createDeliveryMetrics(deps.registry, deps.logger);
   const ring = new KeyRing(config.routes);
   let dispatcher: Dispatcher | undefined;
   const assigner = new PoolKeyAssigner(ring, { load: (fp) => dispatcher?.depth(fp) ?? 0 });
 
-  let spool: SqliteSpool;
-  try {
-    spool = new SqliteSpool({
-      dir: config.spool.dir,
-      assigner,
-      now: () => clock.now(),
-      maxSizeMiB: config.spool.maxSizeMiB,
-      backgroundCheckpoint: true,
-      lock: true,
-      ...(deps.spoolProbeIntervalMs ? { probeIntervalMs: deps.spoolProbeIntervalMs } : {}),
-      observer: {
-        committed: (info) => metrics.spoolCommitted(info),
-        unavailable: (problem) => metrics.spoolUnavailable(problem),
-        recovered: () => metrics.spoolRecovered(),
-        listenerFailed: (err) => metrics.internalError(err, {}),
-      },
-    });
-  } catch (err) {
-    if (err instanceof SpoolOpenError)
-      throw new UserError(err.locked ? `${err.message}.` : `${err.message}. Check spool.dir.`);
-    throw err;
-  }
+  const spool = await openServingSpool(config, {
+    assigner,
+    now: () => clock.now(),
+    ...(deps.spoolProbeIntervalMs ? { probeIntervalMs: deps.spoolProbeIntervalMs } : {}),
+    ...(deps.pollIntervalMs ? { adoptIntervalMs: deps.pollIntervalMs } : {}),
+    observer: {
+      committed: (info) => metrics.spoolCommitted(info),
+      unavailable: (problem) => metrics.spoolUnavailable(problem),
+      recovered: () => metrics.spoolRecovered(),
+      listenerFailed: (err) => metrics.internalError(err, {}),
+      adopted: (count) => metrics.adopted(count),
+      databaseError: (operation, err) => metrics.databaseError(operation, err),
+      databaseLost: (problem) => metrics.databaseLost(problem),
+      databaseRecovered: () => metrics.databaseRecovered(),
+    },
+  });
 
   const api =
     deps.api ?? new PagerDutyClient({ url: config.pagerduty.url, timeoutMs: config.pagerduty.timeoutMs });
@@ -113,28 +108,25 @@ export function createDelivery(config: Config, deps: DeliveryDeps): Delivery {
       random: deps.random ?? Math.random,
       metrics,
       delivery: config.delivery,
-      ...(deps.pollIntervalMs ? { pollIntervalMs: deps.pollIntervalMs } : {}),
     });
-    const d = dispatcher;
-    // Listen first, then load: both synchronous, so every event is queued exactly once.
-    spool.onCommitted((events) => d.place(events));
-    d.load();
+    dispatcher.open();
   }
 
   let state: 'new' | 'running' | 'stopped' = 'new';
   const retentionMs = config.spool.messageIdRetentionHours * 3600 * 1000;
   const openAlertRetentionMs = config.spool.openAlertRetentionDays * 86_400_000;
-  const prune = () => {
+  const prune = async () => {
     try {
-      const n = spool.pruneMessageIds(clock.now() - retentionMs);
+      const n = await spool.pruneMessageIds(clock.now() - retentionMs);
       if (n) metrics.messageIdsPruned(n);
-      const alerts = spool.pruneOpenAlerts(clock.now() - openAlertRetentionMs);
+      const alerts = await spool.pruneOpenAlerts(clock.now() - openAlertRetentionMs);
       if (alerts) metrics.openAlertsPruned(alerts, config.spool.openAlertRetentionDays);
     } catch (err) {
-      metrics.internalError(err, {});
+      if (!(err instanceof SpoolUnavailableError)) metrics.internalError(err, {});
     }
   };
   let pruneTimer: NodeJS.Timeout | undefined;
+  let pruning: Promise<void> = Promise.resolve();
 
   const liveSink: EventSink = {
     async commit(entry) {
@@ -180,15 +172,18 @@ export function createDelivery(config: Config, deps: DeliveryDeps): Delivery {
   const sink = recorder ? createDryRunSink(spool, recorder, metrics, () => clock.now()) : liveSink;
 
   // One read of the spool per scrape, shared by the gauges that show it.
-  let gauges: { at: number; counts: ReturnType<SqliteSpool['gaugeCounts']> } | undefined;
+  let gauges: { at: number; counts: Promise<GaugeCounts | undefined> } | undefined;
   metrics.observe({
     lanes: () => dispatcher?.stats() ?? [],
     counts: () => {
       if (state === 'stopped') return undefined;
       const now = performance.now();
-      if (!gauges || now - gauges.at > 1000) gauges = { at: now, counts: spool.gaugeCounts() };
+      if (!gauges || now - gauges.at > 1000)
+        gauges = { at: now, counts: spool.gaugeCounts().catch(() => undefined) };
       return gauges.counts;
     },
+    keysOwned: () => dispatcher?.ownedKeys() ?? 0,
+    keysUnowned: () => spool.ownership.unownedWithPending?.(),
   });
 
   return {
@@ -201,16 +196,23 @@ export function createDelivery(config: Config, deps: DeliveryDeps): Delivery {
     dryRun: config.dryRun,
     recorder,
     metrics,
+    spool,
     start() {
       if (state !== 'new') return;
       state = 'running';
-      prune();
-      pruneTimer = setInterval(prune, PRUNE_EVERY_MS);
-      if (config.dryRun) {
-        const pending = spool.counts().pending;
-        if (pending) metrics.dryRunBacklog(pending);
-      }
+      pruning = prune();
+      pruneTimer = setInterval(() => {
+        pruning = pruning.then(prune);
+      }, PRUNE_EVERY_MS);
       pruneTimer.unref();
+      if (config.dryRun) {
+        spool.counts().then(
+          (c) => {
+            if (c.pending) metrics.dryRunBacklog(c.pending);
+          },
+          () => {},
+        );
+      }
       dispatcher?.start();
     },
     async stop(drainTimeoutMs = config.delivery.drainTimeoutMs) {
@@ -218,19 +220,19 @@ export function createDelivery(config: Config, deps: DeliveryDeps): Delivery {
       state = 'stopped';
       if (pruneTimer) clearInterval(pruneTimer);
       if (dispatcher) await dispatcher.stop(drainTimeoutMs);
-      spool.close();
+      await pruning;
+      await spool.close();
       if (!deps.api && api instanceof PagerDutyClient) await api.close();
     },
     readiness() {
       if (state === 'stopped') return 'delivery stopped';
-      const problem = spool.problem();
-      return problem === null ? null : problem;
+      return spool.problem();
     },
-    stats() {
+    async stats() {
       return {
         dryRun: config.dryRun,
         lanes: dispatcher?.stats() ?? [],
-        counts: state === 'stopped' ? undefined : spool.counts(),
+        counts: state === 'stopped' ? undefined : await spool.counts(),
         spoolProblem: state === 'stopped' ? null : spool.problem(),
       };
     },

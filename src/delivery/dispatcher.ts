@@ -1,38 +1,60 @@
 import PQueue from 'p-queue';
 import type { DeliveryMetrics, EventContext } from '../metrics/delivery.js';
 import type { EventsApi, SendResult } from '../pagerduty/client.js';
+import {
+  decideKey,
+  type KeyAssigner,
+  type OwnershipHandlers,
+  type PendingEvent,
+  type Spool,
+  type StoredEvent,
+} from '../spool/spool.js';
+import { SpoolUnavailableError } from '../spool/types.js';
 import { backoffDelay } from './backoff.js';
 import type { Clock } from './clock.js';
 import { Fifo } from './fifo.js';
 import type { KeyRing, RingKey } from './key-ring.js';
 import type { RateWindow } from './rate-window.js';
-import type { KeyAssigner, PendingEvent, Spool, StoredEvent } from './spool.js';
 
 export interface DispatcherOptions {
   spool: Spool;
   api: EventsApi;
   ring: KeyRing;
+  /** Proposes keys for events whose key left the configuration (the same policy as ingest). */
   assigner: KeyAssigner;
   window: RateWindow;
   clock: Clock;
   random: () => number;
   metrics: DeliveryMetrics;
   delivery: { maxAgeSeconds: number; minBackoffMs: number; maxBackoffMs: number; rateWindowMs: number };
-  /** How often to look for events queued by another process (retry-dead-letters). */
-  pollIntervalMs?: number;
 }
 
-/** Requests per key that a killed process can have sent without recording them (see load()). */
+/**
+ * Requests per key that the previous owner may have sent without recording them: the one in
+ * flight when it died, and the last one that ended, whose record waits for the next group write
+ * together with its event's delete (see #load()).
+ */
 const UNRECORDED_PER_KEY = 2;
 
 /** Longest single timer: Node clamps anything over 2^31-1 ms to 1 ms; wake up and look again. */
 const MAX_SLEEP_MS = 3_600_000;
 
-/** One routing key: its FIFO of pending events (no bodies) and its one-request-in-flight queue. */
+/**
+ * One routing key this process owns: its FIFO of pending events (no bodies) and its
+ * one-request-in-flight queue.
+ */
 class Lane {
   readonly events = new Fifo<PendingEvent>();
+  /**
+   * Ids queued here, in flight, or delivered and not yet deleted from the spool: a shared spool
+   * announces events by "this key, from this id on", and an announcement may repeat what is known.
+   */
+  readonly known = new Set<number>();
   /** One request in flight per key: a resolve never overtakes its trigger. */
   readonly inFlight = new PQueue({ concurrency: 1 });
+  /** `loading`: its queue is being read from the spool; what arrives meanwhile waits in `early`. */
+  state: 'loading' | 'running' | 'releasing' = 'loading';
+  early: PendingEvent[] = [];
   busy = false;
   timer: NodeJS.Timeout | undefined;
   abort: AbortController | undefined;
@@ -50,94 +72,98 @@ export interface LaneStats {
 }
 
 /**
- * Per-key FIFO dispatch: one lane per routing key, each sending its oldest event when the key's
+ * Per-key FIFO dispatch: one lane per routing key this process owns (all of them on SQLite; those
+ * whose lease this replica holds on PostgreSQL), each sending its oldest event when the key's
  * sliding rate window has room, one request at a time. A failing event holds back the later events
  * of its own key only (they may belong to the same alert); other keys keep going.
+ *
+ * Ownership changes come from the spool (KeyOwnership) and are handled one at a time, in order:
+ * a key is loaded from the spool (its queue, and its rate window from the send times recorded by
+ * whoever owned it before) when acquired, drained and written out when handed over, dropped at
+ * once when lost.
  */
 export class Dispatcher {
   readonly #o: DispatcherOptions;
+  /** The lanes of the keys this process owns now. */
   readonly #lanes = new Map<string, Lane>();
+  /** Ownership changes and reroutes, one at a time. */
+  #control: Promise<void> = Promise.resolve();
+  #opened = false;
   #started = false;
   #stopping = false;
-  #poll: NodeJS.Timeout | undefined;
 
   constructor(opts: DispatcherOptions) {
     this.#o = opts;
   }
 
-  /** Queue depth of a key (the least-loaded assignment reads it). */
+  /**
+   * Queue depth of a key, wherever it is dispatched: here, or as its owner last published it (the
+   * least-loaded assignment reads it).
+   */
   depth(fp: string): number {
-    return this.#lanes.get(fp)?.events.length ?? 0;
+    const lane = this.#lanes.get(fp);
+    return lane ? lane.events.length + lane.early.length : this.#o.spool.ownership.depthElsewhere(fp);
+  }
+
+  /** Keys this process sends for now. */
+  ownedKeys(): number {
+    return this.#lanes.size;
   }
 
   /**
-   * Queues everything the spool holds, in order, without sending yet: queue depths (which the
-   * least-loaded assignment reads) are right from the first commit.
+   * Takes part without sending yet: the spool's ownership says which keys are this process's, and
+   * their queues are loaded (queue depths, which the least-loaded assignment reads, are right from
+   * the first commit).
    */
-  load(): void {
-    const { spool, window, clock, delivery } = this.#o;
-    // The requests of the last window before a restart still count against it. The log keeps
-    // whole milliseconds of wall time: a request recorded at T ended in [T, T + 1), so it counts
-    // from the end of its millisecond (reading `now` truncates too, which this also covers).
-    const now = clock.now();
-    const mono = clock.monotonic();
-    for (const [fp, ends] of spool.recentSends(now - delivery.rateWindowMs)) {
-      window.seed(
-        fp,
-        ends.map((at) => mono - (now - at) + 1),
-      );
-    }
-    this.place(spool.pending());
-    // A process killed mid-flight leaves up to two requests per key out of that log: the one in
-    // flight, and the last one that ended, whose record waits for the next group commit together
-    // with its event's delete. Both events are still queued at the head of their key's queue (and
-    // are sent again), but PagerDuty counted them: count them as sent just now. After a clean stop
-    // this costs a key with a backlog at most two of its slots, for one window.
-    for (const lane of this.#lanes.values()) {
-      const unrecorded = Math.min(UNRECORDED_PER_KEY, lane.events.length);
-      if (unrecorded) window.seed(lane.key.fp, new Array<number>(unrecorded).fill(mono));
-    }
+  open(): void {
+    if (this.#opened || this.#stopping) return;
+    this.#opened = true;
+    const { spool, ring } = this.#o;
+    spool.onQueued((events) => this.#onQueued(events));
+    spool.ownership.reportDepths(() => {
+      const depths = new Map<string, number>();
+      for (const [fp, lane] of this.#lanes) depths.set(fp, lane.events.length);
+      return depths;
+    });
+    const handlers: OwnershipHandlers = {
+      acquired: (fps) => this.#acquired(fps),
+      release: (fps) => this.#release(fps),
+      lost: (fps) => this.#lost(fps),
+      orphaned: (fps) => this.#orphaned(fps),
+    };
+    spool.ownership.start(
+      ring.lanes().map((k) => k.fp),
+      handlers,
+    );
   }
 
-  /** Starts sending, and watching for events requeued by another process. */
+  /** Starts sending. */
   start(): void {
     if (this.#started || this.#stopping) return;
+    this.open();
     this.#started = true;
-    const every = this.#o.pollIntervalMs ?? 1000;
-    this.#poll = setInterval(() => this.#adopt(), every);
-    this.#poll.unref();
     for (const lane of this.#lanes.values()) this.#pump(lane);
   }
 
-  /** Queues events that are already in the spool (just committed, resumed, or adopted). */
-  place(events: readonly PendingEvent[]): void {
-    const touched = new Set<Lane>();
-    try {
-      for (const ev of events) {
-        const lane = this.#laneFor(ev);
-        if (!lane) continue;
-        lane.events.push(ev);
-        touched.add(lane);
-      }
-    } finally {
-      this.#o.assigner.endBatch();
-    }
-    for (const lane of touched) this.#pump(lane);
+  /** Resolves once the ownership changes and reroutes asked for so far are done (tests). */
+  settled(): Promise<void> {
+    return this.#control;
   }
 
   /**
    * Stops sending: no new request starts, in-flight ones get `drainTimeoutMs` to finish and are
-   * then aborted (their events stay queued; one may reach PagerDuty twice). Everything not
-   * delivered stays in the spool for the next start.
+   * then aborted (their events stay queued; one may reach PagerDuty twice). The spool's queued
+   * writes are made durable, then the keys are given up for the other replicas. Everything not
+   * delivered stays in the spool.
    */
   async stop(drainTimeoutMs: number): Promise<{ drained: boolean }> {
     this.#stopping = true;
-    if (this.#poll) clearInterval(this.#poll);
-    for (const lane of this.#lanes.values()) {
+    const lanes = [...this.#lanes.values()];
+    for (const lane of lanes) {
       if (lane.timer) clearTimeout(lane.timer);
       lane.timer = undefined;
     }
-    const idle = Promise.all([...this.#lanes.values()].map((l) => l.inFlight.onIdle()));
+    const idle = Promise.all(lanes.map((l) => l.inFlight.onIdle()));
     let timer: NodeJS.Timeout | undefined;
     const drained = await Promise.race([
       idle.then(() => true),
@@ -147,9 +173,18 @@ export class Dispatcher {
     ]);
     clearTimeout(timer);
     if (!drained) {
-      for (const lane of this.#lanes.values()) lane.abort?.abort();
+      for (const lane of lanes) lane.abort?.abort();
       await idle;
     }
+    await this.#control.catch(() => {});
+    try {
+      await this.#o.spool.flush();
+    } catch (err) {
+      // Lost writes only mean events sent again by the next owner.
+      this.#o.metrics.internalError(err, {});
+    }
+    this.#lanes.clear();
+    await this.#o.spool.ownership.stop();
     return { drained };
   }
 
@@ -168,60 +203,235 @@ export class Dispatcher {
     });
   }
 
-  #lane(key: RingKey): Lane {
-    let lane = this.#lanes.get(key.fp);
-    if (!lane) {
-      lane = new Lane(key);
-      this.#lanes.set(key.fp, lane);
-    }
-    return lane;
+  /** Runs `task` after the ownership changes before it. */
+  #enqueue(task: () => Promise<void>): void {
+    this.#control = this.#control.then(task).catch((err: unknown) => this.#o.metrics.internalError(err, {}));
   }
 
-  /** The lane of an event's key; an event whose key left the configuration is moved first. */
-  #laneFor(ev: PendingEvent): Lane | undefined {
-    const known = this.#o.ring.byFp(ev.keyFp);
-    if (known) return this.#lane(known);
-    const { spool, assigner, ring, metrics } = this.#o;
-    const assignment = assigner.assign(ev, spool.alerts);
-    if ('deadLetter' in assignment) {
-      spool.deadLetter(ev, assignment.deadLetter, assignment.detail);
-      metrics.deadLettered({
-        ...this.#ctx(ev, null),
-        reason: assignment.deadLetter,
-        detail: assignment.detail,
-        attempts: ev.attempts,
-      });
-      return undefined;
+  #acquired(fps: readonly string[]): void {
+    const lanes: Lane[] = [];
+    for (const fp of fps) {
+      const key = this.#o.ring.byFp(fp);
+      if (!key || this.#lanes.has(fp)) continue;
+      const lane = new Lane(key);
+      this.#lanes.set(fp, lane);
+      lanes.push(lane);
     }
-    const to = ring.byFp(assignment.keyFp) as RingKey;
-    if (ev.keyFp === '') {
-      // Never had a key (a no_route dead letter, retried after the route got keys): nothing moved.
-      spool.reassign(ev, to.fp);
-      ev.keyFp = to.fp;
-      return this.#lane(to);
+    if (lanes.length)
+      this.#o.metrics.keysOwnership(
+        'acquired',
+        lanes.map((l) => l.key.alias),
+      );
+    if (lanes.length) this.#enqueue(() => this.#load(lanes));
+  }
+
+  /**
+   * Reads newly acquired lanes from the spool: the send times of their last window (whoever sent
+   * them), then their queues. Retries while the spool cannot be read, as long as the lanes are
+   * still this process's.
+   */
+  async #load(lanes: Lane[]): Promise<void> {
+    const { spool, window, clock, delivery } = this.#o;
+    for (let attempt = 1; ; attempt++) {
+      const live = lanes.filter((l) => this.#lanes.get(l.key.fp) === l && l.state === 'loading');
+      if (!live.length || this.#stopping) return;
+      const fps = live.map((l) => l.key.fp);
+      try {
+        // The requests of the last window before this process took the key still count against
+        // it. The log keeps whole milliseconds of wall time: a request recorded at T ended in
+        // [T, T + 1), so it counts from the end of its millisecond (reading `now` truncates too).
+        const now = clock.now();
+        const mono = clock.monotonic();
+        const sends = await spool.recentSends(now - delivery.rateWindowMs, fps);
+        const events = await spool.pending(fps);
+        for (const lane of live) {
+          if (this.#lanes.get(lane.key.fp) !== lane) continue;
+          window.reset(lane.key.fp);
+          const ends = sends.get(lane.key.fp) ?? [];
+          window.seed(
+            lane.key.fp,
+            ends.map((at) => mono - (now - at) + 1),
+          );
+        }
+        for (const ev of events) {
+          const lane = this.#lanes.get(ev.keyFp);
+          if (lane && live.includes(lane)) this.#push(lane, ev);
+        }
+        const monoNow = clock.monotonic();
+        for (const lane of live) {
+          if (this.#lanes.get(lane.key.fp) !== lane) continue;
+          for (const ev of lane.early) this.#push(lane, ev);
+          lane.early = [];
+          // A process killed mid-flight leaves up to two requests per key out of that log (see
+          // UNRECORDED_PER_KEY); their events are still queued at the head and are sent again, but
+          // PagerDuty counted them: count them as sent just now. After a clean handover this costs
+          // a key with a backlog at most two of its slots, for one window.
+          const unrecorded = Math.min(UNRECORDED_PER_KEY, lane.events.length);
+          if (unrecorded) window.seed(lane.key.fp, new Array<number>(unrecorded).fill(monoNow));
+          lane.state = 'running';
+          this.#pump(lane);
+        }
+        return;
+      } catch (err) {
+        if (!(err instanceof SpoolUnavailableError)) this.#o.metrics.internalError(err, {});
+        await sleep(Math.min(delivery.maxBackoffMs, delivery.minBackoffMs * 2 ** Math.min(attempt, 10)));
+      }
     }
-    // An acknowledge or resolve queued through the removed key belongs to an alert opened through
-    // it (the open-alert map put it there): it cannot reach that alert any more.
-    const orphan =
-      assignment.orphaned === true || (ev.action !== 'trigger' && ev.dedupKey !== null && ev.keyFp !== '');
-    metrics.rerouted({
-      ...this.#ctx(ev, ring.aliasOf(ev.keyFp)),
-      reason: orphan ? 'trigger_key_removed' : 'key_removed',
-      to: to.alias,
+  }
+
+  /** Hands lanes over: nothing new starts, in-flight requests end, their writes become durable. */
+  #release(fps: readonly string[]): Promise<void> {
+    const lanes = fps.map((fp) => this.#lanes.get(fp)).filter((l): l is Lane => l !== undefined);
+    for (const lane of lanes) {
+      lane.state = 'releasing';
+      if (lane.timer) clearTimeout(lane.timer);
+      lane.timer = undefined;
+    }
+    if (lanes.length)
+      this.#o.metrics.keysOwnership(
+        'released',
+        lanes.map((l) => l.key.alias),
+      );
+    return (async () => {
+      await Promise.all(lanes.map((l) => l.inFlight.onIdle()));
+      for (const lane of lanes) if (this.#lanes.get(lane.key.fp) === lane) this.#lanes.delete(lane.key.fp);
+      await this.#o.spool.flush();
+    })();
+  }
+
+  /** Drops lanes at once: another process may send for them any moment now. */
+  #lost(fps: readonly string[]): void {
+    const lost: string[] = [];
+    for (const fp of fps) {
+      const lane = this.#lanes.get(fp);
+      if (!lane) continue;
+      this.#lanes.delete(fp);
+      lane.state = 'releasing';
+      if (lane.timer) clearTimeout(lane.timer);
+      lane.timer = undefined;
+      lane.abort?.abort();
+      lost.push(lane.key.alias);
+    }
+    if (lost.length) this.#o.metrics.keysOwnership('lost', lost);
+  }
+
+  /** Events of keys no process can send for: move them to configured keys. */
+  #orphaned(fps: readonly string[]): void {
+    this.#enqueue(async () => {
+      const events = await this.#o.spool.pending(fps);
+      await this.#reroute(events);
     });
-    spool.reassign(ev, to.fp);
-    ev.keyFp = to.fp;
-    return this.#lane(to);
+  }
+
+  /**
+   * Moves events whose key is not configured to the key the pool gives them now (an open alert's
+   * acknowledges and resolves are orphaned: the alert is on a key that is gone), and queues those
+   * that land on keys owned here.
+   */
+  async #reroute(events: readonly PendingEvent[]): Promise<void> {
+    if (!events.length) return;
+    const { spool, assigner, ring, metrics } = this.#o;
+    let results: Awaited<ReturnType<Spool['reroute']>>;
+    try {
+      results = await spool.reroute(events, (ev, open) => decideKey(assigner.propose(ev), ev.action, open));
+    } finally {
+      assigner.endBatch();
+    }
+    const touched = new Set<Lane>();
+    for (const { event: ev, assignment } of results) {
+      if ('deadLetter' in assignment) {
+        metrics.deadLettered({
+          ...this.#ctx(ev, null),
+          reason: assignment.deadLetter,
+          detail: assignment.detail,
+          attempts: ev.attempts,
+        });
+        continue;
+      }
+      const from = ev.keyFp;
+      ev.keyFp = assignment.keyFp;
+      // Never had a key (a no_route dead letter, retried after the route got keys): nothing moved.
+      if (from !== '') {
+        // An acknowledge or resolve queued through the removed key belongs to an alert opened
+        // through it (the open-alert map put it there): it cannot reach that alert any more.
+        const orphan = assignment.orphaned === true || (ev.action !== 'trigger' && ev.dedupKey !== null);
+        metrics.rerouted({
+          ...this.#ctx(ev, ring.aliasOf(from)),
+          reason: orphan ? 'trigger_key_removed' : 'key_removed',
+          to: ring.aliasOf(assignment.keyFp),
+        });
+      }
+      const lane = this.#lanes.get(assignment.keyFp);
+      if (lane && this.#accept(lane, ev)) touched.add(lane);
+    }
+    for (const lane of touched) this.#pump(lane);
+  }
+
+  /** Events the spool says became pending: queued on the lanes owned here. */
+  #onQueued(events: readonly PendingEvent[]): void {
+    const touched = new Set<Lane>();
+    const strays: PendingEvent[] = [];
+    for (const ev of events) {
+      const lane = this.#lanes.get(ev.keyFp);
+      if (lane) {
+        if (this.#accept(lane, ev)) touched.add(lane);
+      } else if (!this.#o.spool.shared && !this.#o.ring.byFp(ev.keyFp)) {
+        // A spool of its own: nobody else will ever send for a key that is not configured here.
+        strays.push(ev);
+      }
+    }
+    for (const lane of touched) this.#pump(lane);
+    if (strays.length) this.#enqueue(() => this.#reroute(strays));
+  }
+
+  /** Queues an event on its lane unless known there; true when it can be sent now. */
+  #accept(lane: Lane, ev: PendingEvent): boolean {
+    if (lane.state === 'loading') {
+      lane.early.push(ev);
+      return false;
+    }
+    // A lane being handed over takes nothing new: the next owner reads it from the spool.
+    if (lane.state !== 'running') return false;
+    return this.#push(lane, ev);
+  }
+
+  #push(lane: Lane, ev: PendingEvent): boolean {
+    if (lane.known.has(ev.id)) return false;
+    lane.known.add(ev.id);
+    lane.events.push(ev);
+    return true;
+  }
+
+  /** The event left the lane: forget its id once the spool no longer lists it. */
+  #forget(lane: Lane, id: number): void {
+    if (!this.#o.spool.shared) {
+      lane.known.delete(id);
+      return;
+    }
+    this.#o.spool.flush().then(
+      () => lane.known.delete(id),
+      () => lane.known.delete(id),
+    );
   }
 
   #pump(lane: Lane): void {
-    if (!this.#started || this.#stopping || lane.busy || lane.timer || lane.events.length === 0) return;
+    if (
+      !this.#started ||
+      this.#stopping ||
+      lane.state !== 'running' ||
+      lane.busy ||
+      lane.timer ||
+      lane.events.length === 0
+    )
+      return;
     lane.busy = true;
     lane.inFlight
       .add(() => this.#step(lane))
       .catch((err: unknown) => {
-        const head = lane.events.peek();
-        this.#o.metrics.internalError(err, head ? this.#ctx(head, lane.key.alias) : {});
+        if (!(err instanceof SpoolUnavailableError)) {
+          const head = lane.events.peek();
+          this.#o.metrics.internalError(err, head ? this.#ctx(head, lane.key.alias) : {});
+        }
         this.#sleep(lane, this.#o.delivery.minBackoffMs);
       })
       .finally(() => {
@@ -233,7 +443,7 @@ export class Dispatcher {
   /** One attempt at the lane's oldest event, or a wait for its backoff or the rate window. */
   async #step(lane: Lane): Promise<void> {
     const head = lane.events.peek();
-    if (!head) return;
+    if (!head || lane.state !== 'running') return;
     const { clock, window, spool, api, metrics } = this.#o;
     const now = clock.now();
     if (head.nextAttemptAt > now) return this.#sleep(lane, head.nextAttemptAt - now);
@@ -249,7 +459,7 @@ export class Dispatcher {
 
     let ev: StoredEvent | undefined;
     try {
-      ev = spool.load(head.id);
+      ev = await spool.load(head.id);
     } catch (err) {
       window.cancel(fp);
       throw err;
@@ -258,6 +468,13 @@ export class Dispatcher {
       // Gone from the spool behind our back: nothing to send.
       window.cancel(fp);
       lane.events.shift();
+      this.#forget(lane, head.id);
+      return;
+    }
+    // The last word before a request leaves: a lease that lapsed while loading the body must not
+    // let two replicas send for one key.
+    if (this.#lanes.get(fp) !== lane || lane.state !== 'running' || !spool.ownership.holds(fp)) {
+      window.cancel(fp);
       return;
     }
 
@@ -273,6 +490,7 @@ export class Dispatcher {
     } finally {
       lane.abort = undefined;
     }
+    // An aborted request may have reached PagerDuty: it counts.
     const sent = !(result.outcome === 'failed' && result.codeClass === undefined);
     if (sent) {
       window.release(fp, clock.monotonic());
@@ -299,6 +517,7 @@ export class Dispatcher {
       case 'delivered':
         lane.events.shift();
         spool.delivered(head);
+        this.#forget(lane, head.id);
         metrics.delivered({
           ...ctx,
           attempts: head.attempts + 1,
@@ -310,6 +529,7 @@ export class Dispatcher {
         lane.events.shift();
         head.attempts++;
         spool.deadLetter(head, result.reason, result.detail);
+        this.#forget(lane, head.id);
         metrics.deadLettered({
           ...ctx,
           reason: result.reason,
@@ -318,7 +538,7 @@ export class Dispatcher {
         });
         return;
       case 'aborted':
-        // Shutdown: the event stays as it was, for the next start.
+        // Shutdown or a lost lease: the event stays as it was, for the next start or owner.
         return;
       case 'retry':
         return this.#retry(lane, head, result);
@@ -335,6 +555,7 @@ export class Dispatcher {
       lane.events.shift();
       const detail = `Still failing after ${head.attempts} attempts over ${formatAge(now - head.receivedAt)} (delivery.maxAgeSeconds ${delivery.maxAgeSeconds}): ${result.detail}`;
       spool.deadLetter(head, 'expired', detail);
+      this.#forget(lane, head.id);
       metrics.deadLettered({ ...ctx, reason: 'expired', detail, attempts: head.attempts });
       return;
     }
@@ -358,7 +579,7 @@ export class Dispatcher {
   }
 
   #sleep(lane: Lane, ms: number): void {
-    if (this.#stopping) return;
+    if (this.#stopping || lane.state !== 'running') return;
     if (lane.timer) clearTimeout(lane.timer);
     const wait = Number.isFinite(ms) ? Math.min(Math.max(0, Math.ceil(ms)), MAX_SLEEP_MS) : MAX_SLEEP_MS;
     lane.timer = setTimeout(() => {
@@ -368,22 +589,13 @@ export class Dispatcher {
     lane.timer.unref();
   }
 
-  #adopt(): void {
-    if (this.#stopping) return;
-    try {
-      const events = this.#o.spool.adopt();
-      if (events.length) {
-        this.#o.metrics.adopted(events.length);
-        this.place(events);
-      }
-    } catch (err) {
-      this.#o.metrics.internalError(err, {});
-    }
-  }
-
   #ctx(ev: PendingEvent, key: string | null): EventContext {
     return { route: ev.route, key, action: ev.action, id: ev.id, dedupKey: ev.dedupKey };
   }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref());
 }
 
 function formatAge(ms: number): string {

@@ -2,8 +2,8 @@ import type { DeliveryMetrics } from '../metrics/delivery.js';
 import { eventProblems } from '../pagerduty/client.js';
 import { fitEvent } from '../pagerduty/limits.js';
 import type { EventAction, EventBody } from '../pagerduty/types.js';
-import type { Spool } from './spool.js';
-import type { EventSink, SpoolEntry } from './types.js';
+import type { Spool } from '../spool/spool.js';
+import type { EventSink, SpoolEntry } from '../spool/types.js';
 
 /** One event as dry-run shows it at GET /-/events. */
 export interface RecordedEvent {

@@ -1,14 +1,14 @@
 import type { OutboundEvent } from '../rules/types.js';
+import type { KeyAssigner, Proposal } from '../spool/spool.js';
 import type { KeyRing, RingKey } from './key-ring.js';
 import { rendezvousPick } from './rendezvous.js';
-import type { Assignment, KeyAssigner, OpenAlertMap } from './spool.js';
 
 /**
- * The fan-out policy. An event with a dedup key goes through the key its open alert's trigger used
- * (while that key is configured), else through the rendezvous choice over the route's pool, which
- * is what the trigger got too unless the pool changed. An event without a dedup key cannot be
- * followed by anything, so it goes to the least-loaded key of the pool (ties in turn): under a
- * backlog that keeps every key's queue equally long, which is what keeps the whole pool busy.
+ * The fan-out policy. An event with a dedup key is proposed the rendezvous choice over the route's
+ * pool (what its trigger got too unless the pool changed; the spool keeps an open alert on its
+ * trigger's key, decideKey). An event without a dedup key cannot be followed by anything, so it
+ * goes to the least-loaded key of the pool (ties in turn): under a backlog that keeps every key's
+ * queue equally long, which is what keeps the whole pool busy.
  */
 export class PoolKeyAssigner implements KeyAssigner {
   readonly #ring: KeyRing;
@@ -17,12 +17,13 @@ export class PoolKeyAssigner implements KeyAssigner {
   readonly #tally = new Map<string, number>();
   #turn = 0;
 
+  /** `load`: a key's queue depth, wherever it is dispatched (this process or another replica). */
   constructor(ring: KeyRing, opts: { load?: (fp: string) => number } = {}) {
     this.#ring = ring;
     this.#load = opts.load ?? (() => 0);
   }
 
-  assign(event: Pick<OutboundEvent, 'route' | 'action' | 'dedupKey'>, alerts: OpenAlertMap): Assignment {
+  propose(event: Pick<OutboundEvent, 'route' | 'action' | 'dedupKey'>): Proposal {
     const keys = this.#ring.keysOf(event.route);
     if (keys.length === 0) {
       return {
@@ -32,15 +33,11 @@ export class PoolKeyAssigner implements KeyAssigner {
           : `Expected a configured route, got "${event.route}"`,
       };
     }
-    if (event.dedupKey !== null) {
-      const open = alerts.get(event.route, event.dedupKey);
-      if (open && keys.some((k) => k.fp === open.keyFp)) return { keyFp: open.keyFp };
-      const chosen = pickForDedupKey(keys, event.dedupKey);
-      return open && event.action !== 'trigger' ? { keyFp: chosen.fp, orphaned: true } : { keyFp: chosen.fp };
-    }
+    const pool = this.#ring.fpsOf(event.route);
+    if (event.dedupKey !== null) return { pool, keyFp: pickForDedupKey(keys, event.dedupKey).fp };
     const chosen = this.#leastLoaded(keys);
     this.#tally.set(chosen.fp, (this.#tally.get(chosen.fp) ?? 0) + 1);
-    return { keyFp: chosen.fp };
+    return { pool, keyFp: chosen.fp };
   }
 
   endBatch(): void {

@@ -19,6 +19,7 @@ export interface RingKey {
  */
 export class KeyRing {
   readonly #routes = new Map<string, RingKey[]>();
+  readonly #fps = new Map<string, readonly string[]>();
   readonly #byFp = new Map<string, RingKey>();
 
   constructor(routes: Record<string, RouteConfig>) {
@@ -31,6 +32,10 @@ export class KeyRing {
         ratePerMinute: route.ratePerMinute,
       }));
       this.#routes.set(route.name, keys);
+      this.#fps.set(
+        route.name,
+        keys.map((k) => k.fp),
+      );
       for (const k of keys) {
         const seen = this.#byFp.get(k.fp);
         if (!seen) this.#byFp.set(k.fp, { ...k });
@@ -46,6 +51,11 @@ export class KeyRing {
   /** The pool of a route, in configuration order ([] for an unknown route). */
   keysOf(route: string): readonly RingKey[] {
     return this.#routes.get(route) ?? [];
+  }
+
+  /** The fingerprints of a route's pool, in configuration order ([] for an unknown route). */
+  fpsOf(route: string): readonly string[] {
+    return this.#fps.get(route) ?? [];
   }
 
   /** The lane identity of a fingerprint, if that key is configured in any route. */

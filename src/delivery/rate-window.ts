@@ -3,7 +3,8 @@
  * key over "a 60 second window looking back from the current time"
  * (https://developer.pagerduty.com/docs/events-api-v2/rate-limits/) and answers 429 beyond it.
  *
- * Behind an interface so that several replicas can share one window per key (Redis) later.
+ * One process sends for a key at a time (KeyOwnership), so the window lives in that process; a
+ * process taking a key over seeds it from the send times the spool recorded.
  */
 export interface RateWindow {
   /**
@@ -18,8 +19,10 @@ export interface RateWindow {
   cancel(key: string): void;
   /** No slot for `key` before `until` (after a 429). Extends, never shortens, a pause. */
   pause(key: string, until: number): void;
-  /** Requests to `key` that ended at these times before this process started (from the spool). */
+  /** Requests to `key` that ended at these times, sent before this process owned it (from the spool). */
   seed(key: string, ends: readonly number[]): void;
+  /** Forgets what is known of `key` (before seeding it again from the spool). */
+  reset(key: string): void;
   /** Requests counted in the window ending at `now` (in flight included), and the pause end. */
   usage(key: string, now: number): { used: number; pausedUntil: number };
 }
@@ -81,6 +84,13 @@ export class SlidingLogRateWindow implements RateWindow {
   seed(key: string, ends: readonly number[]): void {
     const log = this.#log(key);
     log.ends = [...log.ends, ...ends].sort((a, b) => a - b);
+  }
+
+  reset(key: string): void {
+    const log = this.#logs.get(key);
+    if (!log) return;
+    // Requests still in flight keep their slots: they release them when they end.
+    this.#logs.set(key, { ends: [], inFlight: log.inFlight, pausedUntil: log.pausedUntil });
   }
 
   pause(key: string, until: number): void {

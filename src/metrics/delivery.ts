@@ -1,9 +1,9 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
-import type { DeadLetterReason } from '../delivery/spool.js';
 import type { Logger } from '../log/logger.js';
 import type { CodeClass, RetryReason } from '../pagerduty/client.js';
 import type { TruncatedField } from '../pagerduty/limits.js';
 import type { EventAction } from '../pagerduty/types.js';
+import type { DatabaseOperation, DeadLetterReason } from '../spool/spool.js';
 
 /** Which event a log line is about. Never a routing key: `key` is the alias. */
 export interface EventContext {
@@ -19,10 +19,20 @@ export interface EventContext {
 /** Why a pending event moved to another key. */
 export type RerouteReason = 'key_removed' | 'trigger_key_removed';
 
+/** Why a key's dispatch moved: taken on, handed over (SIGTERM, rebalancing), or lost (lease lapsed). */
+export type OwnershipChange = 'acquired' | 'released' | 'lost';
+
 /** Gauges read at scrape time from the live objects. */
 export interface DeliveryGaugeSource {
   lanes(): Array<{ route: string; key: string; depth: number; oldestAgeSeconds: number }>;
-  counts(): { deadLetters: number; messageIds: number; openAlerts: number } | undefined;
+  counts():
+    | { deadLetters: number; messageIds: number; openAlerts: number }
+    | undefined
+    | Promise<{ deadLetters: number; messageIds: number; openAlerts: number } | undefined>;
+  /** Keys this process dispatches now. */
+  keysOwned(): number;
+  /** Keys with pending events that no live replica owns (shared spools only; else undefined). */
+  keysUnowned(): number | undefined;
 }
 
 /**
@@ -62,6 +72,13 @@ export interface DeliveryMetrics {
     newerAt: number;
   }): void;
   adopted(count: number): void;
+  /** This process took on, handed over or lost the dispatch of these keys (aliases). */
+  keysOwnership(change: OwnershipChange, keys: readonly string[]): void;
+  /** A statement against the database failed. */
+  databaseError(operation: DatabaseOperation, err: unknown): void;
+  /** The database cannot be reached (its connection for leases and notifications is down). */
+  databaseLost(problem: string): void;
+  databaseRecovered(): void;
   /** Dry-run started on a spool that still holds events from a run with keys: they wait, unsent. */
   dryRunBacklog(pending: number): void;
   messageIdsPruned(count: number): void;
@@ -142,6 +159,25 @@ export function createDeliveryMetrics(registry: Registry, logger: Logger): Deliv
     registers,
   });
   writable.set(1);
+  const ownershipChanges = new Counter({
+    name: 'pdrelay_delivery_key_ownership_changes_total',
+    help: 'Routing keys whose dispatch this replica took on (acquired), handed over (released) or lost when its lease lapsed (lost).',
+    labelNames: ['change'],
+    registers,
+  });
+  for (const change of ['acquired', 'released', 'lost']) ownershipChanges.inc({ change }, 0);
+  const databaseErrors = new Counter({
+    name: 'pdrelay_spool_database_errors_total',
+    help: 'Failed statements against the PostgreSQL spool, by what they were for (connect, commit, dispatch, ownership, admin).',
+    labelNames: ['operation'],
+    registers,
+  });
+  const databaseUp = new Gauge({
+    name: 'pdrelay_spool_database_up',
+    help: "Whether this replica reaches its spool's database: the PostgreSQL server (spool.postgres); always 1 for the embedded SQLite file, whose state pdrelay_spool_writable shows.",
+    registers,
+  });
+  databaseUp.set(1);
 
   return {
     spoolCommitted({ durationMs, entries, events: n }) {
@@ -256,6 +292,30 @@ export function createDeliveryMetrics(registry: Registry, logger: Logger): Deliv
     adopted(count) {
       log.info({ count }, 'Picked up events queued by another process (retried dead letters).');
     },
+    keysOwnership(change, keys) {
+      ownershipChanges.inc({ change }, keys.length);
+      const message = {
+        acquired: 'Took on the dispatch of these keys.',
+        released: 'Handing the dispatch of these keys over.',
+        lost: 'Lost the dispatch of these keys (lease not renewed): stopped sending for them at once.',
+      }[change];
+      (change === 'lost' ? log.warn : log.info).call(log, { keys }, message);
+    },
+    databaseError(operation, err) {
+      databaseErrors.inc({ operation });
+      log.debug({ operation, err: describeDatabaseError(err) }, 'A database statement failed.');
+    },
+    databaseLost(problem) {
+      databaseUp.set(0);
+      log.error(
+        { problem },
+        'The PostgreSQL spool cannot be reached: this replica stopped sending, SNS gets 503, reconnecting.',
+      );
+    },
+    databaseRecovered() {
+      databaseUp.set(1);
+      log.info('The PostgreSQL spool is reachable again.');
+    },
     dryRunBacklog(pending) {
       log.warn(
         { pending },
@@ -298,17 +358,34 @@ export function createDeliveryMetrics(registry: Registry, logger: Logger): Deliv
       const count = (
         name: string,
         help: string,
-        pick: (c: NonNullable<ReturnType<typeof source.counts>>) => number,
+        pick: (c: { deadLetters: number; messageIds: number; openAlerts: number }) => number,
       ) =>
         new Gauge({
           name,
           help,
           registers,
-          collect() {
-            const c = source.counts();
+          async collect() {
+            const c = await source.counts();
             if (c) this.set(pick(c));
           },
         });
+      new Gauge({
+        name: 'pdrelay_delivery_keys_owned',
+        help: 'Routing keys this replica dispatches now (one replica: every configured key; several: they add up to the pool).',
+        registers,
+        collect() {
+          this.set(source.keysOwned());
+        },
+      });
+      new Gauge({
+        name: 'pdrelay_delivery_keys_unowned',
+        help: 'Routing keys with pending events that no live replica dispatches, as this replica last saw them (PostgreSQL spool only).',
+        registers,
+        collect() {
+          const n = source.keysUnowned();
+          if (n !== undefined) this.set(n);
+        },
+      });
       count('pdrelay_dead_letters', 'Dead letters in the spool now.', (c) => c.deadLetters);
       count(
         'pdrelay_spool_message_ids',
@@ -322,6 +399,13 @@ export function createDeliveryMetrics(registry: Registry, logger: Logger): Deliv
       );
     },
   };
+}
+
+/** A database error in a line: its SQLSTATE or errno code and message (never a connection string). */
+export function describeDatabaseError(err: unknown): string {
+  const e = err as { code?: string; message?: string };
+  const message = e?.message ?? String(err);
+  return e?.code && !message.includes(e.code) ? `${e.code}: ${message}` : message;
 }
 
 function fields(ctx: EventContext): Record<string, unknown> {

@@ -118,7 +118,7 @@ describe('pd-relay check', () => {
     const serve = captureIo();
     expect(await run(['spool', 'stats', '--config', file], serve)).toBe(1);
     // Make a spool as serve would.
-    const { SqliteSpool } = await import('../../src/delivery/sqlite-spool.js');
+    const { SqliteSpool } = await import('../../src/spool/sqlite/spool.js');
     new SqliteSpool({ dir: join(tmp.dir, 'data') }).close();
     const io = captureIo();
     expect(await run(['check', '--config', file, '--send-test'], io)).toBe(0);

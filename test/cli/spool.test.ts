@@ -8,8 +8,8 @@ import { loadConfig } from '../../src/config/load.js';
 import { createDelivery, type Delivery } from '../../src/delivery/delivery.js';
 import { PoolKeyAssigner } from '../../src/delivery/key-assigner.js';
 import { KeyRing } from '../../src/delivery/key-ring.js';
-import type { PendingEvent } from '../../src/delivery/spool.js';
-import { SqliteSpool } from '../../src/delivery/sqlite-spool.js';
+import type { PendingEvent } from '../../src/spool/spool.js';
+import { SqliteSpool } from '../../src/spool/sqlite/spool.js';
 import { alarmEvent, entry, tempDir } from '../helpers/delivery.js';
 import { FakePagerDuty, testRoutingKey } from '../helpers/fake-pagerduty.js';
 import { captureIo } from '../helpers/io.js';
@@ -62,10 +62,10 @@ async function seed() {
   await spool.commit(
     entry([alarmEvent('trigger', 'c', { summary: 'Disk full' }), alarmEvent('resolve', 'd')]),
   );
-  const [, , c, d] = spool.pending() as PendingEvent[];
+  const [, , c, d] = (await spool.pending()) as PendingEvent[];
   spool.deadLetter({ ...(c as PendingEvent), attempts: 2 }, 'rejected', "400: 'payload.summary' is weird");
   spool.deadLetter(d as PendingEvent, 'bad_key', '400: Invalid routing key');
-  spool.close();
+  spool.closeNow();
   return { c: c as PendingEvent, d: d as PendingEvent };
 }
 
@@ -169,7 +169,7 @@ describe('pd-relay spool', () => {
 
   it('retry-dead-letters while the relay runs: the relay picks them up and delivers them', async () => {
     const config = loadConfig({ file });
-    const delivery: Delivery = createDelivery(config, {
+    const delivery: Delivery = await createDelivery(config, {
       logger: captureLogger().logger,
       registry: new Registry(),
       pollIntervalMs: 20,

@@ -35,7 +35,7 @@ describe.skipIf(!present)('delivery of real AWS payloads', () => {
       url: fake.url,
       routes: { default: { keys: [testRoutingKey('corpus1'), testRoutingKey('corpus2')] } },
     });
-    delivery = createDelivery(config, { logger: captureLogger().logger, registry: new Registry() });
+    delivery = await createDelivery(config, { logger: captureLogger().logger, registry: new Registry() });
     delivery.start();
   });
   afterAll(async () => {

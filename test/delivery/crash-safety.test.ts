@@ -4,7 +4,7 @@ import { createInterface } from 'node:readline';
 import { afterEach, describe, expect, it } from 'vitest';
 import { PoolKeyAssigner } from '../../src/delivery/key-assigner.js';
 import { KeyRing } from '../../src/delivery/key-ring.js';
-import { SqliteSpool } from '../../src/delivery/sqlite-spool.js';
+import { SqliteSpool } from '../../src/spool/sqlite/spool.js';
 import { tempDir } from '../helpers/delivery.js';
 
 let tmp: ReturnType<typeof tempDir> | undefined;
@@ -37,18 +37,19 @@ describe('spool crash safety', () => {
 
     const spool = new SqliteSpool({ dir: tmp.dir, assigner: new PoolKeyAssigner(new KeyRing({})) });
     try {
-      const missing = acked.filter((id) => !spool.hasMessage(id));
+      const missing: string[] = [];
+      for (const id of acked) if (!(await spool.hasMessage(id))) missing.push(id);
       expect(missing).toEqual([]);
       // Each message carried a trigger and a resolve: both or neither made it, never half.
-      const pending = spool.pending();
-      const counts = spool.counts();
+      const pending = await spool.pending();
+      const counts = await spool.counts();
       expect(pending.length).toBe(counts.messageIds * 2);
       const byDedup = new Map<string, string[]>();
       for (const e of pending)
         byDedup.set(e.dedupKey as string, [...(byDedup.get(e.dedupKey as string) ?? []), e.action]);
       for (const id of acked) expect(byDedup.get(id)).toEqual(['trigger', 'resolve']);
     } finally {
-      spool.close();
+      spool.closeNow();
     }
   });
 });

@@ -5,10 +5,10 @@ import type { Config } from '../../src/config/load.js';
 import { createDelivery, type Delivery } from '../../src/delivery/delivery.js';
 import { PoolKeyAssigner, pickForDedupKey } from '../../src/delivery/key-assigner.js';
 import { KeyRing } from '../../src/delivery/key-ring.js';
-import { SqliteSpool } from '../../src/delivery/sqlite-spool.js';
-import { SpoolUnavailableError } from '../../src/delivery/types.js';
 import { MAX_EVENT_BYTES } from '../../src/pagerduty/limits.js';
 import type { OutboundEvent } from '../../src/rules/types.js';
+import { SqliteSpool } from '../../src/spool/sqlite/spool.js';
+import { SpoolUnavailableError } from '../../src/spool/types.js';
 import { alarmEvent, entry, type TestRoute, tempDir, testConfig } from '../helpers/delivery.js';
 import { type AcceptedEvent, FakePagerDuty, testRoutingKey } from '../helpers/fake-pagerduty.js';
 import { captureLogger } from '../helpers/log.js';
@@ -39,10 +39,10 @@ function config(routes: Record<string, TestRoute>, delivery: Record<string, numb
   });
 }
 
-function start(cfg: Config) {
+async function start(cfg: Config) {
   const log = captureLogger('debug');
   const registry = new Registry();
-  const delivery = createDelivery(cfg, {
+  const delivery = await createDelivery(cfg, {
     logger: log.logger,
     registry,
     pollIntervalMs: 25,
@@ -99,7 +99,7 @@ function byDedup(events: readonly AcceptedEvent[]) {
 describe('delivery to PagerDuty', () => {
   it('delivers 100 alarms that fire and clear across 4 keys through 30% of 503s: resolves follow their triggers, keys spread, no 429', async () => {
     fake.failPercent(0.3);
-    const { delivery, registry } = start(
+    const { delivery, registry } = await start(
       config({ default: { keys: keysOf(1, 2, 3, 4), ratePerMinute: 20 } }),
     );
     const alarms = Array.from(
@@ -147,11 +147,11 @@ describe('delivery to PagerDuty', () => {
     expect(await metric(registry, 'pdrelay_pagerduty_requests_total', { code_class: '5xx' })).toBe(
       fake.count(503),
     );
-    await expect.poll(() => delivery.stats().counts?.pending, { timeout: 5000 }).toBe(0);
+    await expect.poll(async () => (await delivery.stats()).counts?.pending, { timeout: 5000 }).toBe(0);
   });
 
   it('delivers an alarm with a 200 KB description of control characters (6× when JSON-escaped) within 512,000 bytes', async () => {
-    const { delivery, registry } = start(config({ default: { keys: keysOf(1) } }));
+    const { delivery, registry } = await start(config({ default: { keys: keysOf(1) } }));
     const control = Array.from({ length: 200_000 }, (_, i) => String.fromCharCode(1 + (i % 31))).join('');
     const event = alarmEvent('trigger', 'big-alarm', {
       details: { AlarmDescription: control, NewStateReason: 'Threshold crossed', Region: 'EU (Ireland)' },
@@ -184,7 +184,7 @@ describe('delivery to PagerDuty', () => {
     );
     expect(wouldMove.length).toBeGreaterThan(5);
 
-    const first = start(four);
+    const first = await start(four);
     await commitAll(
       first.delivery,
       alarms.slice(0, 80).map((a) => alarmEvent('trigger', a)),
@@ -200,7 +200,7 @@ describe('delivery to PagerDuty', () => {
     await stop(first.delivery);
     fake.heal();
 
-    const second = start(five);
+    const second = await start(five);
     await commitAll(
       second.delivery,
       alarms.map((a) => alarmEvent('resolve', a)),
@@ -233,7 +233,7 @@ describe('delivery to PagerDuty', () => {
     const onFour = Array.from({ length: 200 }, (_, i) => `shrink-${i}`)
       .filter((a) => pickForDedupKey(ring, a).alias === 'key-4')
       .slice(0, 4);
-    const first = start(four);
+    const first = await start(four);
     await commitAll(
       first.delivery,
       onFour.slice(0, 2).map((a) => alarmEvent('trigger', a)),
@@ -252,7 +252,7 @@ describe('delivery to PagerDuty', () => {
     await stop(first.delivery);
     fake.heal();
 
-    const { delivery, registry, log } = start(
+    const { delivery, registry, log } = await start(
       config({ default: { keys: keysOf(1, 2, 3), ratePerMinute: 50 } }),
     );
     await commitAll(delivery, [alarmEvent('resolve', onFour[1] as string)]);
@@ -275,7 +275,7 @@ describe('delivery to PagerDuty', () => {
   });
 
   it('backs off through a 429 storm and never exceeds the window afterwards', async () => {
-    const { delivery, registry } = start(
+    const { delivery, registry } = await start(
       config({ default: { keys: keysOf(1, 2), ratePerMinute: 20 } }, { minBackoffMs: 20, maxBackoffMs: 400 }),
     );
     fake.storm429(1500);
@@ -303,14 +303,14 @@ describe('delivery to PagerDuty', () => {
     const slow = await FakePagerDuty.start({ windowMs: 2000, limit: 10 });
     const at = (c: Config): Config => ({ ...c, pagerduty: { ...c.pagerduty, url: slow.url } });
     try {
-      const first = start(at(cfg));
+      const first = await start(at(cfg));
       await commitAll(
         first.delivery,
         Array.from({ length: 10 }, (_, i) => alarmEvent('trigger', `w-${i}`)),
       );
       await slow.waitFor((f) => f.accepted.length === 10, 5000, 'a full window');
       await stop(first.delivery);
-      start(at(cfg));
+      await start(at(cfg));
       await commitAll(
         running[0] as Delivery,
         Array.from({ length: 5 }, (_, i) => alarmEvent('trigger', `w2-${i}`)),
@@ -335,30 +335,30 @@ describe('delivery to PagerDuty', () => {
     const spool = new SqliteSpool({ dir: tmp.dir, assigner: new PoolKeyAssigner(ring), now: () => T });
     await spool.commit(entry([alarmEvent('trigger', 'never-resolved')]));
     // Delivered already (what the relay's dispatcher would have done), the alert still open.
-    for (const p of spool.pending()) spool.delivered(p);
-    spool.close();
+    for (const p of await spool.pending()) spool.delivered(p);
+    spool.closeNow();
 
     let now = T + 2 * 86_400_000 - 1;
     const log = captureLogger('debug');
-    const delivery = createDelivery(cfg, {
+    const delivery = await createDelivery(cfg, {
       logger: log.logger,
       registry: new Registry(),
       clock: { now: () => now, monotonic: () => performance.now() },
     });
     running.push(delivery);
     delivery.start();
-    expect(delivery.stats().counts?.openAlerts).toBe(1);
+    expect((await delivery.stats()).counts?.openAlerts).toBe(1);
     await stop(delivery);
 
     now = T + 2 * 86_400_000 + 1;
-    const again = createDelivery(cfg, {
+    const again = await createDelivery(cfg, {
       logger: log.logger,
       registry: new Registry(),
       clock: { now: () => now, monotonic: () => performance.now() },
     });
     running.push(again);
     again.start();
-    expect(again.stats().counts?.openAlerts).toBe(0);
+    await expect.poll(async () => (await again.stats()).counts?.openAlerts, { timeout: 2000 }).toBe(0);
     expect(log.lines()).toContainEqual(
       expect.objectContaining({
         level: 'info',
@@ -379,10 +379,10 @@ describe('delivery to PagerDuty', () => {
     const ring = new KeyRing(cfg.routes);
     const spool = new SqliteSpool({ dir: tmp.dir, assigner: new PoolKeyAssigner(ring) });
     spool.recordSend(ring.keysOf('default')[0]?.fp as string, T, 0);
-    spool.close();
+    spool.closeNow();
 
     const log = captureLogger('debug');
-    const delivery = createDelivery(cfg, {
+    const delivery = await createDelivery(cfg, {
       logger: log.logger,
       registry: new Registry(),
       clock: { now: () => T + windowMs, monotonic: () => 5_000_000 },
@@ -408,7 +408,7 @@ describe('delivery to PagerDuty', () => {
       const spool = new SqliteSpool({ dir: tmp.dir, assigner: new PoolKeyAssigner(new KeyRing(cfg.routes)) });
       const backlog = Array.from({ length: limit + 4 }, (_, i) => alarmEvent('trigger', `crash-${i}`));
       await Promise.all(backlog.map((e) => spool.commit(entry([e]))));
-      spool.close();
+      spool.closeNow();
       for (const e of backlog.slice(0, 2)) {
         const res = await fetch(`${slow.url}/v2/enqueue`, {
           method: 'POST',
@@ -417,7 +417,7 @@ describe('delivery to PagerDuty', () => {
         expect(res.status).toBe(202);
       }
 
-      start(at(cfg));
+      await start(at(cfg));
       await slow.waitFor((f) => f.accepted.length === backlog.length + 2, 10_000, 'the backlog');
       expect(slow.count(429)).toBe(0);
       expect(slow.maxInWindow()).toBeLessThanOrEqual(limit);
@@ -427,7 +427,7 @@ describe('delivery to PagerDuty', () => {
   });
 
   it('waits as long as Retry-After says (within maxBackoffMs)', async () => {
-    const { delivery } = start(
+    const { delivery } = await start(
       config({ default: { keys: keysOf(1) } }, { minBackoffMs: 5, maxBackoffMs: 5000 }),
     );
     fake.script({ status: 429, body: '{}', headers: { 'retry-after': '1' } });
@@ -438,7 +438,7 @@ describe('delivery to PagerDuty', () => {
   });
 
   it('dead-letters a 400 with PagerDuty’s reason, and delivers it once retried after the cause is fixed', async () => {
-    const { delivery, registry, log } = start(config({ default: { keys: keysOf(1, 2) } }));
+    const { delivery, registry, log } = await start(config({ default: { keys: keysOf(1, 2) } }));
     fake.rejectWhen((body) =>
       String((body.payload as { summary?: string } | undefined)?.summary).includes('poison')
         ? ["'payload.custom_details' cannot be parsed"]
@@ -454,7 +454,7 @@ describe('delivery to PagerDuty', () => {
       5000,
       'two accepted, one refused',
     );
-    await expect.poll(() => delivery.stats().counts?.deadLetters).toBe(1);
+    await expect.poll(async () => (await delivery.stats()).counts?.deadLetters).toBe(1);
     expect(fake.count(400)).toBe(1);
     expect(await metric(registry, 'pdrelay_dead_letters_total', { reason: 'rejected' })).toBe(1);
     expect(await metric(registry, 'pdrelay_dead_letters')).toBe(1);
@@ -466,13 +466,13 @@ describe('delivery to PagerDuty', () => {
 
     fake.rejectWhen(null);
     const cli = new SqliteSpool({ dir: tmp.dir, readonly: true });
-    expect(cli.deadLetters()).toMatchObject([
+    expect(await cli.deadLetters()).toMatchObject([
       { reason: 'rejected', detail: "400: 'payload.custom_details' cannot be parsed" },
     ]);
-    cli.close();
+    cli.closeNow();
     const writer = new SqliteSpool({ dir: tmp.dir });
-    expect(writer.retryDeadLetters()).toBe(1);
-    writer.close();
+    expect(await writer.retryDeadLetters()).toBe(1);
+    writer.closeNow();
     await fake.waitFor((f) => f.accepted.length === 3, 5000, 'the retried dead letter');
     expect(fake.accepted[2]?.dedupKey).toBe('p1');
     expect(fake.count(400)).toBe(1);
@@ -481,12 +481,12 @@ describe('delivery to PagerDuty', () => {
 
   it('dead-letters events for a key PagerDuty refuses, loudly, while the other keys keep delivering', async () => {
     fake.invalidateKey(KEYS[1] as string);
-    const { delivery, log } = start(config({ default: { keys: keysOf(1, 2) } }));
+    const { delivery, log } = await start(config({ default: { keys: keysOf(1, 2) } }));
     await commitAll(
       delivery,
       Array.from({ length: 6 }, () => alarmEvent('trigger', null)),
     );
-    await expect.poll(() => delivery.stats().counts?.deadLetters, { timeout: 5000 }).toBe(3);
+    await expect.poll(async () => (await delivery.stats()).counts?.deadLetters, { timeout: 5000 }).toBe(3);
     expect(fake.accepted).toHaveLength(3);
     const errors = log
       .lines()
@@ -502,7 +502,7 @@ describe('delivery to PagerDuty', () => {
     const on1 = alarms.filter((a) => pickForDedupKey(ring, a).alias === 'key-1').slice(0, 3);
     const on2 = alarms.filter((a) => pickForDedupKey(ring, a).alias === 'key-2').slice(0, 3);
     fake.failKey(KEYS[0] as string);
-    const { delivery } = start(cfg);
+    const { delivery } = await start(cfg);
     for (const a of [...on1, ...on2]) await delivery.sink.commit(entry([alarmEvent('trigger', a)]));
     for (const a of [...on1, ...on2]) await delivery.sink.commit(entry([alarmEvent('resolve', a)]));
     await fake.waitFor((f) => f.accepted.length === 6, 5000, 'key-2’s events');
@@ -520,12 +520,14 @@ describe('delivery to PagerDuty', () => {
 
   it('dead-letters an event still failing after delivery.maxAgeSeconds', async () => {
     fake.failAll(60_000);
-    const { delivery, registry } = start(config({ default: { keys: keysOf(1) } }, { maxAgeSeconds: 1 }));
+    const { delivery, registry } = await start(
+      config({ default: { keys: keysOf(1) } }, { maxAgeSeconds: 1 }),
+    );
     await delivery.sink.commit(entry([alarmEvent('trigger', 'old')]));
-    await expect.poll(() => delivery.stats().counts?.deadLetters, { timeout: 5000 }).toBe(1);
+    await expect.poll(async () => (await delivery.stats()).counts?.deadLetters, { timeout: 5000 }).toBe(1);
     const spool = new SqliteSpool({ dir: tmp.dir, readonly: true });
-    const [letter] = spool.deadLetters();
-    spool.close();
+    const [letter] = await spool.deadLetters();
+    spool.closeNow();
     expect(letter?.reason).toBe('expired');
     expect(letter?.detail).toMatch(
       /^Still failing after \d+ attempts over 1s \(delivery.maxAgeSeconds 1\): 503: Service unavailable$/,
@@ -535,20 +537,20 @@ describe('delivery to PagerDuty', () => {
 
   it('stops within the drain timeout, leaving an unanswered event in the spool for the next start', async () => {
     fake.latency(10_000);
-    const first = start(config({ default: { keys: keysOf(1) } }));
+    const first = await start(config({ default: { keys: keysOf(1) } }));
     await first.delivery.sink.commit(entry([alarmEvent('trigger', 'slow')]));
     await fake.waitFor((f) => f.arrivals === 1, 5000, 'the request');
     await stop(first.delivery);
     expect(first.delivery.readiness()).toBe('delivery stopped');
     await expect(first.delivery.sink.commit(entry([]))).rejects.toBeInstanceOf(SpoolUnavailableError);
     fake.heal();
-    start(config({ default: { keys: keysOf(1) } }));
+    await start(config({ default: { keys: keysOf(1) } }));
     await fake.waitFor((f) => f.accepted.length === 1, 5000, 'the event after restart');
     expect(fake.accepted[0]?.dedupKey).toBe('slow');
   });
 
   it('reports the spool as not ready while it cannot be written, and recovers', async () => {
-    const { delivery } = start(config({ default: { keys: keysOf(1) } }));
+    const { delivery } = await start(config({ default: { keys: keysOf(1) } }));
     const other = new BetterSqlite3(`${tmp.dir}/spool.db`);
     other.exec('BEGIN IMMEDIATE');
     await expect(delivery.sink.commit(entry([alarmEvent('trigger', 'x')]))).rejects.toBeInstanceOf(
@@ -562,14 +564,14 @@ describe('delivery to PagerDuty', () => {
 
   it('spreads events without a dedup key over the least-loaded keys, also for a backlog committed before start', async () => {
     const log = captureLogger();
-    const delivery = createDelivery(config({ default: { keys: keysOf(1, 2, 3, 4) } }), {
+    const delivery = await createDelivery(config({ default: { keys: keysOf(1, 2, 3, 4) } }), {
       logger: log.logger,
       registry: new Registry(),
     });
     running.push(delivery);
     // One at a time: each commit is its own transaction, so only the queue depths can spread them.
     for (let i = 0; i < 12; i++) await delivery.sink.commit(entry([alarmEvent('trigger', null)]));
-    expect(delivery.stats().lanes.map((l) => l.depth)).toEqual([3, 3, 3, 3]);
+    expect((await delivery.stats()).lanes.map((l) => l.depth)).toEqual([3, 3, 3, 3]);
     expect(fake.arrivals).toBe(0);
     delivery.start();
     await fake.waitFor((f) => f.accepted.length === 12, 5000, 'the backlog');
@@ -577,14 +579,14 @@ describe('delivery to PagerDuty', () => {
   });
 
   it('delivers a no_route dead letter once its route has keys and the dead letter is retried', async () => {
-    const first = start(config({ default: { keys: keysOf(1) } }));
+    const first = await start(config({ default: { keys: keysOf(1) } }));
     await first.delivery.sink.commit(entry([alarmEvent('trigger', 'ops-1', { route: 'ops' })]));
-    expect(first.delivery.stats().counts?.deadLetters).toBe(1);
+    expect((await first.delivery.stats()).counts?.deadLetters).toBe(1);
     await stop(first.delivery);
     const writer = new SqliteSpool({ dir: tmp.dir });
-    expect(writer.retryDeadLetters()).toBe(1);
-    writer.close();
-    const { registry } = start(config({ default: { keys: keysOf(1) }, ops: { keys: keysOf(2) } }));
+    expect(await writer.retryDeadLetters()).toBe(1);
+    writer.closeNow();
+    const { registry } = await start(config({ default: { keys: keysOf(1) }, ops: { keys: keysOf(2) } }));
     await fake.waitFor((f) => f.accepted.length === 1, 5000, 'the retried event');
     expect(fake.accepted[0]).toMatchObject({ routingKey: KEYS[1], dedupKey: 'ops-1' });
     expect(await metric(registry, 'pdrelay_delivery_reroutes_total')).toBe(0);
@@ -593,7 +595,7 @@ describe('delivery to PagerDuty', () => {
   it('survives a bug in the PagerDuty client: logged, retried, and the rate window is not leaked', async () => {
     const log = captureLogger();
     let calls = 0;
-    const delivery = createDelivery(config({ default: { keys: keysOf(1), ratePerMinute: 1 } }), {
+    const delivery = await createDelivery(config({ default: { keys: keysOf(1), ratePerMinute: 1 } }), {
       logger: log.logger,
       registry: new Registry(),
       api: {
@@ -608,7 +610,7 @@ describe('delivery to PagerDuty', () => {
     delivery.start();
     await commitAll(delivery, [alarmEvent('trigger', 'b1'), alarmEvent('trigger', 'b2')]);
     // One slot per window: a slot leaked by the thrown attempt would block the key for good.
-    await expect.poll(() => delivery.stats().counts?.pending, { timeout: 5000 }).toBe(0);
+    await expect.poll(async () => (await delivery.stats()).counts?.pending, { timeout: 5000 }).toBe(0);
     expect(calls).toBe(3);
     expect(
       log.lines().find((l) => l.msg === 'Internal error in delivery; the event stays queued.'),
@@ -621,12 +623,12 @@ describe('delivery to PagerDuty', () => {
   it('never shows a routing key in logs or metrics', async () => {
     fake.invalidateKey(KEYS[1] as string);
     fake.failPercent(0.5);
-    const { delivery, registry, log } = start(config({ default: { keys: keysOf(1, 2) } }));
+    const { delivery, registry, log } = await start(config({ default: { keys: keysOf(1, 2) } }));
     await commitAll(
       delivery,
       Array.from({ length: 10 }, (_, i) => alarmEvent('trigger', `sec-${i}`)),
     );
-    await expect.poll(() => delivery.stats().counts?.pending, { timeout: 5000 }).toBe(0);
+    await expect.poll(async () => (await delivery.stats()).counts?.pending, { timeout: 5000 }).toBe(0);
     const text = `${log.text()}\n${await registry.metrics()}`;
     expect(text).toContain('key-2');
     for (const key of KEYS) expect(text).not.toContain(key);

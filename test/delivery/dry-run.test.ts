@@ -21,7 +21,7 @@ describe('dry-run', () => {
     expect(config.dryRun).toBe(true);
     const { logger, lines } = captureLogger();
     const registry = new Registry();
-    const delivery: Delivery = createDelivery(config, { logger, registry });
+    const delivery: Delivery = await createDelivery(config, { logger, registry });
     delivery.start();
     cleanup.push(
       tmp.cleanup,
@@ -59,7 +59,7 @@ describe('dry-run', () => {
     expect(Date.parse(events[0]?.at ?? '')).not.toBeNaN();
 
     expect(fake.arrivals).toBe(0);
-    expect(delivery.stats()).toMatchObject({
+    expect(await delivery.stats()).toMatchObject({
       dryRun: true,
       lanes: [],
       counts: { pending: 0, messageIds: 2 },
@@ -73,20 +73,22 @@ describe('dry-run', () => {
   it('warns that events queued by an earlier run with keys wait unsent', async () => {
     const tmp = tempDir();
     cleanup.push(tmp.cleanup);
-    const live = createDelivery(
+    const live = await createDelivery(
       testConfig({ dir: tmp.dir, routes: { default: { keys: ['k'.repeat(32)] } } }),
       { logger: captureLogger().logger, registry: new Registry() },
     );
     await live.sink.commit(entry([alarmEvent('trigger', 'queued')]));
     await live.stop(0);
     const { logger, lines } = captureLogger();
-    const dry = createDelivery(testConfig({ dir: tmp.dir }), { logger, registry: new Registry() });
+    const dry = await createDelivery(testConfig({ dir: tmp.dir }), { logger, registry: new Registry() });
     dry.start();
     cleanup.push(() => dry.stop(0));
-    expect(lines().find((l) => l.level === 'warn')).toMatchObject({
-      pending: 1,
-      msg: expect.stringMatching(/^Dry-run: the spool holds events from a run with routing keys/),
-    });
+    await expect
+      .poll(() => lines().find((l) => l.level === 'warn'))
+      .toMatchObject({
+        pending: 1,
+        msg: expect.stringMatching(/^Dry-run: the spool holds events from a run with routing keys/),
+      });
   });
 
   it('answers 404 at /-/events when the relay has keys', async () => {

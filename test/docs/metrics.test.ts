@@ -3,7 +3,6 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/load.js';
-import { DEAD_LETTER_REASONS } from '../../src/delivery/spool.js';
 import { INGRESS_RESULTS, SNS_MESSAGE_TYPES, systemClock } from '../../src/ingress/sns/types.js';
 import { createLogger } from '../../src/log/logger.js';
 import { type Relay, startRelay } from '../../src/main.js';
@@ -14,6 +13,7 @@ import { createReloadInstruments, createRulesInstruments } from '../../src/metri
 import { RETRY_REASONS } from '../../src/pagerduty/client.js';
 import { EVENT_ACTIONS } from '../../src/pagerduty/types.js';
 import { RULE_ACTIONS } from '../../src/rules/loader.js';
+import { DEAD_LETTER_REASONS } from '../../src/spool/spool.js';
 import { FakePagerDuty, testRoutingKey } from '../helpers/fake-pagerduty.js';
 import { type Envelope, FakeSns } from '../helpers/fake-sns.js';
 import { tempDir, writeIn } from '../helpers/temp.js';
@@ -105,7 +105,12 @@ function instrumentLabels(): Map<string, string[]> {
   createIngressInstruments({ registry, logger, clock: systemClock });
   createRulesInstruments(registry, logger);
   createReloadInstruments(registry, logger);
-  createDeliveryMetrics(registry, logger).observe({ lanes: () => [], counts: () => undefined });
+  createDeliveryMetrics(registry, logger).observe({
+    lanes: () => [],
+    counts: () => undefined,
+    keysOwned: () => 0,
+    keysUnowned: () => undefined,
+  });
   const out = new Map<string, string[]>();
   for (const metric of registry.getMetricsAsArray()) {
     const m = metric as unknown as { name: string; labelNames?: string[] };

@@ -1,7 +1,7 @@
 import { type Config, parseConfig } from '../../src/config/load.js';
-import type { SpoolEntry } from '../../src/delivery/types.js';
 import { formatProblem } from '../../src/errors.js';
 import type { EventTime, OutboundEvent } from '../../src/rules/types.js';
+import type { SpoolEntry } from '../../src/spool/types.js';
 
 export interface TestRoute {
   keys: Array<string | { alias: string; key: string }>;
@@ -14,7 +14,7 @@ export function testConfig(opts: {
   url?: string;
   routes?: Record<string, TestRoute>;
   delivery?: Record<string, number>;
-  spool?: Record<string, number>;
+  spool?: Record<string, unknown>;
   timeoutMs?: number;
 }): Config {
   const routes = opts.routes ?? { default: { keys: [] } };

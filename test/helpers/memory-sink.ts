@@ -1,4 +1,4 @@
-import { type EventSink, type SpoolEntry, SpoolUnavailableError } from '../../src/delivery/types.js';
+import { type EventSink, type SpoolEntry, SpoolUnavailableError } from '../../src/spool/types.js';
 
 /**
  * An in-memory EventSink for tests and benchmarks (the real one is the SQLite spool). It keeps

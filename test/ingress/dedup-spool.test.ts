@@ -29,7 +29,7 @@ describe('de-duplication with the SQLite spool', () => {
     for (const c of cleanups.splice(0).reverse()) await c();
   });
 
-  function relay(): { ingress: SnsIngress; delivery: Delivery; dir: string } {
+  async function relay(): Promise<{ ingress: SnsIngress; delivery: Delivery; dir: string }> {
     const tmp = tempDir();
     cleanups.push(tmp.cleanup);
     const base = testConfig({ dir: tmp.dir, routes: { default: { keys: [testRoutingKey(1)] } } });
@@ -37,7 +37,11 @@ describe('de-duplication with the SQLite spool', () => {
     const logs = captureLogger();
     const registry = createRegistry();
     // Not started: nothing is sent, the spool is what is under test.
-    const delivery = createDelivery(config, { logger: logs.logger, registry, spoolProbeIntervalMs: 20 });
+    const delivery = await createDelivery(config, {
+      logger: logs.logger,
+      registry,
+      spoolProbeIntervalMs: 20,
+    });
     cleanups.push(() => delivery.stop(0));
     const ingress = createIngressFromConfig(config, {
       handleNotification: oneEventPerMessage,
@@ -63,7 +67,7 @@ describe('de-duplication with the SQLite spool', () => {
   };
 
   it('never answers 200 "duplicate" to a redelivery whose first delivery then fails to commit', async () => {
-    const { ingress, delivery, dir } = relay();
+    const { ingress, delivery, dir } = await relay();
     // Warm the certificate cache, so that both deliveries below reach the spool in one loop turn.
     expect((await post(ingress, fake.notification())).json).toEqual({ result: 'accepted' });
 
@@ -82,11 +86,11 @@ describe('de-duplication with the SQLite spool', () => {
     await expect.poll(() => delivery.readiness(), { timeout: 5000 }).toBeNull();
     expect((await post(ingress, env)).json).toEqual({ result: 'accepted' });
     expect((await post(ingress, env)).json).toEqual({ result: 'duplicate' });
-    expect(delivery.stats().counts?.pending).toBe(2);
+    expect(await (await delivery.stats()).counts?.pending).toBe(2);
   });
 
   it('commits once for concurrent deliveries of one MessageId, and answers the others "duplicate"', async () => {
-    const { ingress, delivery } = relay();
+    const { ingress, delivery } = await relay();
     const env = fake.notification();
     const answers = await Promise.all(Array.from({ length: 5 }, () => post(ingress, env)));
     expect(answers.map((a) => a.json.result).sort()).toEqual([
@@ -96,6 +100,6 @@ describe('de-duplication with the SQLite spool', () => {
       'duplicate',
       'duplicate',
     ]);
-    expect(delivery.stats().counts?.pending).toBe(1);
+    expect(await (await delivery.stats()).counts?.pending).toBe(1);
   });
 });

@@ -1,12 +1,12 @@
 import type { Database, Statement } from 'better-sqlite3';
+import type { OpenAlert } from '../spool.js';
 import { PRUNE_SLICE, pruneInSlices } from './prune.js';
-import type { OpenAlert, OpenAlertMap } from './spool.js';
 
 /**
- * The embedded OpenAlertMap: a table in the spool database, so that remembering a trigger's key
- * happens in the same transaction as queueing the trigger.
+ * The dedup-key → routing-key map of open alerts (see decideKey): a table in the spool database, so
+ * that remembering a trigger's key happens in the same transaction as queueing the trigger.
  */
-export class SqliteOpenAlertMap implements OpenAlertMap {
+export class SqliteOpenAlertMap {
   readonly #get: Statement<[string, string], { key_fp: string; trigger_id: number }>;
   readonly #remember: Statement<[string, string, string, number, number]>;
   readonly #forget: Statement<[string, string, number]>;

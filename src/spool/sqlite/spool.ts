@@ -1,39 +1,36 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import BetterSqlite3, { type Database, type Statement } from 'better-sqlite3';
-import { serialisedBody } from '../pagerduty/limits.js';
-import type { EventAction, EventBody } from '../pagerduty/types.js';
-import type { OutboundEvent } from '../rules/types.js';
+import { serialisedBody } from '../../pagerduty/limits.js';
+import type { EventAction, EventBody } from '../../pagerduty/types.js';
+import type { OutboundEvent } from '../../rules/types.js';
+import { LocalOwnership } from '../local-ownership.js';
+import {
+  type Assignment,
+  type CommitResult,
+  type DeadLetter,
+  type DeadLetterReason,
+  decideKey,
+  type GaugeCounts,
+  type KeyAssigner,
+  type OpenAlert,
+  type PendingEvent,
+  type PendingGroup,
+  type Spool,
+  type SpoolCounts,
+  type SpoolObserver,
+  type StoredEvent,
+} from '../spool.js';
+import { type SpoolEntry, SpoolUnavailableError } from '../types.js';
 import { SqliteOpenAlertMap } from './key-map.js';
+import { SpoolLock, SpoolLockedError } from './lock.js';
 import { migrate, SPOOL_SCHEMA_VERSION, SpoolVersionError, schemaVersion } from './migrations.js';
 import { PRUNE_SLICE, pruneInSlices } from './prune.js';
-import type {
-  CommitResult,
-  DeadLetter,
-  DeadLetterReason,
-  KeyAssigner,
-  PendingEvent,
-  PendingGroup,
-  Spool,
-  SpoolCounts,
-  StoredEvent,
-} from './spool.js';
-import { SpoolLock, SpoolLockedError } from './spool-lock.js';
-import { type SpoolEntry, SpoolUnavailableError } from './types.js';
 import { WalCheckpointer } from './wal-checkpointer.js';
 import { WalFileSync, type WalSync } from './wal-sync.js';
 
 /** The database file inside `spool.dir`. */
 export const SPOOL_FILE = 'spool.db';
-
-/** What the spool reports about itself (src/metrics/delivery.ts turns it into logs and metrics). */
-export interface SpoolObserver {
-  committed(info: { durationMs: number; entries: number; events: number }): void;
-  unavailable(problem: string): void;
-  recovered(): void;
-  /** The onCommitted listener threw (a bug); the events are committed and resume on restart. */
-  listenerFailed(err: unknown): void;
-}
 
 export interface SqliteSpoolOptions {
   dir: string;
@@ -59,8 +56,13 @@ export interface SqliteSpoolOptions {
    * that crosses SQLite's threshold, on the event loop. The relay's spool does; the CLI's need not.
    */
   backgroundCheckpoint?: boolean;
-  /** Hold `<dir>/spool.lock` while open (spool-lock.ts): the relay does, the CLI does not. */
+  /** Hold `<dir>/spool.lock` while open (lock.ts): the relay does, the CLI does not. */
   lock?: boolean;
+  /**
+   * How often to look for events another process queued (`pd-relay spool retry-dead-letters`
+   * while the relay runs); they reach onQueued. 0: never (the CLI).
+   */
+  adoptIntervalMs?: number;
 }
 
 /**
@@ -123,14 +125,14 @@ const PENDING_COLUMNS = 'id, route, action, dedup_key, key_fp, received_at, atte
  */
 export class SqliteSpool implements Spool {
   readonly location: string;
+  readonly shared = false;
+  readonly schemaVersion = SPOOL_SCHEMA_VERSION;
+  readonly ownership: LocalOwnership;
   readonly #db: Database;
   readonly #now: () => number;
   readonly #assigner: KeyAssigner | undefined;
   readonly #observer: SpoolObserver | undefined;
   readonly #alerts: SqliteOpenAlertMap;
-  get alerts(): SqliteOpenAlertMap {
-    return this.#alerts;
-  }
   readonly #probeIntervalMs: number;
   readonly #readonly: boolean;
   #batch: PendingCommit[] = [];
@@ -141,6 +143,7 @@ export class SqliteSpool implements Spool {
   #probe: NodeJS.Timeout | undefined;
   #listener: (events: PendingEvent[]) => void = () => {};
   #dataVersion = 0;
+  #adoptTimer: NodeJS.Timeout | undefined;
   /** count(*) of the ledger, kept up to date: a scrape must not scan millions of MessageIds. */
   #messageIds: number | undefined;
   readonly #s: ReturnType<typeof prepare>;
@@ -166,6 +169,7 @@ export class SqliteSpool implements Spool {
     this.#probeIntervalMs = opts.probeIntervalMs ?? 1000;
     this.#readonly = opts.readonly ?? false;
     this.location = join(opts.dir, SPOOL_FILE);
+    this.ownership = new LocalOwnership(() => this.#s.keyFps.all().map((r) => r.key_fp));
     try {
       if (!this.#readonly) mkdirSync(opts.dir, { recursive: true });
       this.#lock = opts.lock && !this.#readonly ? new SpoolLock(opts.dir) : undefined;
@@ -216,6 +220,10 @@ export class SqliteSpool implements Spool {
         this.#db.pragma(`wal_autocheckpoint = ${BACKSTOP_CHECKPOINT_PAGES}`);
       }
       this.#dataVersion = this.#db.pragma('data_version', { simple: true }) as number;
+      if (opts.adoptIntervalMs && !this.#readonly) {
+        this.#adoptTimer = setInterval(() => this.#adopt(), opts.adoptIntervalMs);
+        this.#adoptTimer.unref();
+      }
     } catch (err) {
       this.#checkpointer?.close();
       this.#db.close();
@@ -234,18 +242,21 @@ export class SqliteSpool implements Spool {
     });
   }
 
-  hasMessage(messageId: string): boolean {
+  async hasMessage(messageId: string): Promise<boolean> {
     return this.#s.hasMessage.get(messageId) !== undefined;
   }
 
-  onCommitted(listener: (events: PendingEvent[]) => void): void {
+  onQueued(listener: (events: PendingEvent[]) => void): void {
     this.#listener = listener;
   }
 
-  pending(): PendingEvent[] {
-    this.#writable();
-    this.#s.adoptAll.run();
-    this.#dataVersion = this.#db.pragma('data_version', { simple: true }) as number;
+  async pending(keyFps?: readonly string[], fromId = 0): Promise<PendingEvent[]> {
+    if (!this.#readonly && fromId === 0 && keyFps === undefined) {
+      // Everything is being resumed: nothing is left for the adoption poll to pick up.
+      this.#s.adoptAll.run();
+      this.#dataVersion = this.#db.pragma('data_version', { simple: true }) as number;
+    }
+    const wanted = keyFps ? new Set(keyFps) : undefined;
     // Streamed, with route, action and key strings shared: a backlog of 100,000 events must not
     // cost 100,000 copies of "default" and "trigger" (see bench/spool.bench.ts).
     const intern = new Map<string, string>();
@@ -256,7 +267,8 @@ export class SqliteSpool implements Spool {
       return s;
     };
     const out: PendingEvent[] = [];
-    for (const r of this.#s.pending.iterate()) {
+    for (const r of this.#s.pending.iterate(fromId)) {
+      if (wanted && !wanted.has(r.key_fp)) continue;
       out.push({
         id: r.id,
         route: shared(r.route),
@@ -271,22 +283,44 @@ export class SqliteSpool implements Spool {
     return out;
   }
 
-  adopt(): PendingEvent[] {
-    this.#writable();
-    // data_version changes only when another connection committed: the common case costs one pragma.
-    const version = this.#db.pragma('data_version', { simple: true }) as number;
-    if (version === this.#dataVersion) return [];
-    this.#dataVersion = version;
-    const rows = this.#s.unadopted.all();
-    if (!rows.length) return [];
-    const mark = this.#db.transaction((ids: number[]) => {
-      for (const id of ids) this.#s.adoptOne.run(id);
-    });
-    mark(rows.map((r) => r.id));
-    return rows.map(toPending);
+  /**
+   * Events another process queued since the last look (retry-dead-letters while the relay runs),
+   * handed to the onQueued listener.
+   */
+  #adopt(): void {
+    if (this.#closed) return;
+    let events: PendingEvent[];
+    try {
+      // data_version changes only when another connection committed: the common case costs one pragma.
+      const version = this.#db.pragma('data_version', { simple: true }) as number;
+      if (version === this.#dataVersion) return;
+      this.#dataVersion = version;
+      const rows = this.#s.unadopted.all();
+      if (!rows.length) return;
+      const mark = this.#db.transaction((ids: number[]) => {
+        for (const id of ids) this.#s.adoptOne.run(id);
+      });
+      mark(rows.map((r) => r.id));
+      events = rows.map(toPending);
+    } catch (err) {
+      // The next look tries again; a failing spool shows through commits and the probe.
+      this.#observer?.listenerFailed(err);
+      return;
+    }
+    this.#observer?.adopted?.(events.length);
+    this.#emit(events);
   }
 
-  load(id: number): StoredEvent | undefined {
+  #emit(events: PendingEvent[]): void {
+    // Whatever the listener does, the caller goes on (every commit gets its answer).
+    try {
+      this.#listener(events);
+    } catch (err) {
+      this.#observer?.listenerFailed(err);
+    }
+  }
+
+  async load(id: number): Promise<StoredEvent | undefined> {
     const row = this.#s.load.get(id);
     return row ? toStored(row) : undefined;
   }
@@ -309,12 +343,37 @@ export class SqliteSpool implements Spool {
     this.#queue(() => this.#moveToDeadLetters(id, attempts, reason, detail));
   }
 
-  reassign(event: PendingEvent, keyFp: string): void {
-    const { id, route, dedupKey, action } = event;
-    this.#queue(() => {
-      this.#s.reassign.run(keyFp, id);
-      if (action === 'trigger' && dedupKey !== null) this.#alerts.remember(route, dedupKey, keyFp, id);
+  async reroute(
+    events: readonly PendingEvent[],
+    decide: (event: PendingEvent, open: OpenAlert | undefined) => Assignment,
+  ): Promise<Array<{ event: PendingEvent; assignment: Assignment }>> {
+    this.#writable();
+    const run = this.#db.transaction(() => {
+      const out: Array<{ event: PendingEvent; assignment: Assignment }> = [];
+      for (const event of events) {
+        if (this.#s.exists.get(event.id) === undefined) continue;
+        const open = event.dedupKey === null ? undefined : this.#alerts.get(event.route, event.dedupKey);
+        const assignment = decide(event, open);
+        if ('deadLetter' in assignment) {
+          this.#moveToDeadLetters(event.id, event.attempts, assignment.deadLetter, assignment.detail);
+        } else {
+          this.#s.reassign.run(assignment.keyFp, event.id);
+          if (event.action === 'trigger' && event.dedupKey !== null)
+            this.#alerts.remember(event.route, event.dedupKey, assignment.keyFp, event.id);
+        }
+        out.push({ event, assignment });
+      }
+      return out;
     });
+    // After the writes queued before it, as they were decided first.
+    this.#flush();
+    return run.immediate();
+  }
+
+  flush(): Promise<void> {
+    if (this.#closed) return Promise.resolve();
+    this.#flush();
+    return new Promise((resolve) => this.#afterSync(() => resolve()));
   }
 
   recordSend(keyFp: string, endedAt: number, forgetBefore: number): void {
@@ -324,9 +383,11 @@ export class SqliteSpool implements Spool {
     });
   }
 
-  recentSends(since: number): Map<string, number[]> {
+  async recentSends(since: number, keyFps?: readonly string[]): Promise<Map<string, number[]>> {
+    const wanted = keyFps ? new Set(keyFps) : undefined;
     const out = new Map<string, number[]>();
     for (const r of this.#s.recentSends.iterate(since)) {
+      if (wanted && !wanted.has(r.key_fp)) continue;
       const list = out.get(r.key_fp) ?? [];
       list.push(r.ended_at);
       out.set(r.key_fp, list);
@@ -334,7 +395,7 @@ export class SqliteSpool implements Spool {
     return out;
   }
 
-  deadLetters(opts: { ids?: number[]; limit?: number } = {}): DeadLetter[] {
+  async deadLetters(opts: { ids?: number[]; limit?: number } = {}): Promise<DeadLetter[]> {
     const rows = opts.ids
       ? opts.ids.map((id) => this.#s.deadLetter.get(id)).filter((r): r is DeadRow => r !== undefined)
       : this.#s.deadLetters.all(opts.limit ?? -1);
@@ -346,7 +407,7 @@ export class SqliteSpool implements Spool {
     }));
   }
 
-  retryDeadLetters(ids?: number[]): number {
+  async retryDeadLetters(ids?: number[]): Promise<number> {
     this.#writable();
     const run = this.#db.transaction(() => {
       const rows = ids
@@ -380,7 +441,7 @@ export class SqliteSpool implements Spool {
     return n;
   }
 
-  discardDeadLetters(ids?: number[]): number {
+  async discardDeadLetters(ids?: number[]): Promise<number> {
     this.#writable();
     const run = this.#db.transaction(() => {
       if (!ids) return this.#s.deleteAllDeadLetters.run().changes;
@@ -391,7 +452,7 @@ export class SqliteSpool implements Spool {
     return run.immediate();
   }
 
-  pendingGroups(): PendingGroup[] {
+  async pendingGroups(): Promise<PendingGroup[]> {
     return this.#s.groups.all().map((g) => ({
       route: g.route,
       keyFp: g.key_fp,
@@ -402,7 +463,7 @@ export class SqliteSpool implements Spool {
     }));
   }
 
-  gaugeCounts(): { deadLetters: number; messageIds: number; openAlerts: number } {
+  async gaugeCounts(): Promise<GaugeCounts> {
     return {
       deadLetters: this.#s.countDeadLetters.get()?.n ?? 0,
       messageIds: this.#messageCount(),
@@ -410,7 +471,7 @@ export class SqliteSpool implements Spool {
     };
   }
 
-  counts(): SpoolCounts {
+  async counts(): Promise<SpoolCounts> {
     const byReason: SpoolCounts['deadLettersByReason'] = {};
     let deadLetters = 0;
     for (const r of this.#s.deadByReason.all()) {
@@ -426,7 +487,7 @@ export class SqliteSpool implements Spool {
     };
   }
 
-  pruneMessageIds(before: number): number {
+  async pruneMessageIds(before: number): Promise<number> {
     this.#writable();
     pruneInSlices(() => this.#s.pruneAlertTimes.run(before).changes);
     const total = pruneInSlices(() => this.#s.pruneMessages.run(before).changes);
@@ -434,9 +495,13 @@ export class SqliteSpool implements Spool {
     return total;
   }
 
-  pruneOpenAlerts(before: number): number {
+  async pruneOpenAlerts(before: number): Promise<number> {
     this.#writable();
     return this.#alerts.prune(before);
+  }
+
+  async openAlert(route: string, dedupKey: string): Promise<OpenAlert | undefined> {
+    return this.#alerts.get(route, dedupKey);
   }
 
   #messageCount(): number {
@@ -450,16 +515,17 @@ export class SqliteSpool implements Spool {
     return this.#problem;
   }
 
-  /** Runs the pending group commit now (tests and shutdown). */
-  flush(): void {
-    this.#flush();
+  async close(): Promise<void> {
+    this.closeNow();
   }
 
-  close(): void {
+  /** close(), synchronously (the CLI, tests). */
+  closeNow(): void {
     if (this.#closed) return;
     this.#flush();
     this.#closed = true;
     if (this.#probe) clearInterval(this.#probe);
+    if (this.#adoptTimer) clearInterval(this.#adoptTimer);
     for (const p of this.#batch) p.reject(new SpoolUnavailableError('The spool is closed (shutting down).'));
     this.#batch = [];
     // Commits still waiting for a sync get their answer now, from a blocking one.
@@ -562,14 +628,7 @@ export class SqliteSpool implements Spool {
       }
       // Queued even when the sync failed: the transaction is in the database, and a redelivery
       // will be answered "duplicate"; its events must not wait for a restart.
-      if (queued.length) {
-        // Whatever the listener does, every commit gets its answer.
-        try {
-          this.#listener(queued);
-        } catch (err) {
-          this.#observer?.listenerFailed(err);
-        }
-      }
+      if (queued.length) this.#emit(queued);
       const unavailable = syncErr ? new SpoolUnavailableError(this.#problem ?? String(syncErr)) : undefined;
       batch.forEach((p, i) => {
         const r = results[i] as CommitResult | Error;
@@ -637,7 +696,8 @@ export class SqliteSpool implements Spool {
         }
         this.#s.setAlertTime.run(ev.route, ev.dedupKey, ev.time.at, ev.time.from, entry.receivedAt);
       }
-      const assignment = this.#assigner.assign(ev, this.#alerts);
+      const open = ev.dedupKey === null ? undefined : this.#alerts.get(ev.route, ev.dedupKey);
+      const assignment = decideKey(this.#assigner.propose(ev), ev.action, open);
       const keyFp = 'keyFp' in assignment ? assignment.keyFp : '';
       const info = this.#s.insertEvent.run(
         entry.messageId,
@@ -762,7 +822,11 @@ function prepare(db: Database, readonly: boolean) {
     (readonly ? undefined : db.prepare(sql)) as Statement<P, R>;
   return {
     hasMessage: db.prepare<[string], { x: number }>('SELECT 1 AS x FROM messages WHERE message_id = ?'),
-    pending: db.prepare<[], EventRow>(`SELECT ${PENDING_COLUMNS} FROM events ORDER BY id`),
+    pending: db.prepare<[number], EventRow>(
+      `SELECT ${PENDING_COLUMNS} FROM events WHERE id >= ? ORDER BY id`,
+    ),
+    exists: db.prepare<[number], { id: number }>('SELECT id FROM events WHERE id = ?'),
+    keyFps: db.prepare<[], { key_fp: string }>('SELECT DISTINCT key_fp FROM events'),
     unadopted: db.prepare<[], EventRow>(
       `SELECT ${PENDING_COLUMNS} FROM events WHERE adopted = 0 ORDER BY id`,
     ),

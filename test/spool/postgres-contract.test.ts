@@ -1,0 +1,4 @@
+import { postgresBackend } from './backends.js';
+import { describeSpoolContract } from './contract.js';
+
+describeSpoolContract(postgresBackend);

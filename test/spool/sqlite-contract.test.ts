@@ -1,0 +1,4 @@
+import { sqliteBackend } from './backends.js';
+import { describeSpoolContract } from './contract.js';
+
+describeSpoolContract(sqliteBackend);
