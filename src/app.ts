@@ -1,31 +1,9 @@
 import { Hono } from 'hono';
-import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import type { Registry } from 'prom-client';
 import type { SnsIngress } from './ingress/sns/handler.js';
 import type { Logger } from './log/logger.js';
-
-/** The one error shape every pd-relay HTTP endpoint answers with. */
-export interface ErrorBody {
-  /** A stable machine-readable code, e.g. "bad_signature". */
-  error: string;
-  /** A sentence for the human reading the SNS delivery log or curl output. */
-  message: string;
-}
-
-export function errorResponse(
-  status: ContentfulStatusCode,
-  error: string,
-  message: string,
-  headers: Record<string, string> = {},
-): Response {
-  return new Response(JSON.stringify({ error, message } satisfies ErrorBody), {
-    status,
-    headers: { 'content-type': 'application/json; charset=utf-8', ...headers },
-  });
-}
-
-/** Why the relay is not ready, or null when it is. */
-export type ReadinessProbe = () => string | null;
+import { errorResponse } from './server/error-response.js';
+import type { ReadinessProbe } from './server/readiness.js';
 
 export interface SnsAppDeps {
   readiness: ReadinessProbe;

@@ -12,6 +12,7 @@ import { createDelivery, type Delivery } from './delivery/delivery.js';
 import { type Problem, UserError } from './errors.js';
 import { createIngressFromConfig } from './ingress/sns/from-config.js';
 import type { HttpsGetOptions } from './ingress/sns/https-get.js';
+import { bodyLimitWarning } from './ingress/sns/limits.js';
 import { createLogger, type Logger } from './log/logger.js';
 import { createRegistry } from './metrics/registry.js';
 import { createReloadInstruments, createRulesInstruments, type ReloadTrigger } from './metrics/rules.js';
@@ -55,6 +56,9 @@ const CONNECTIONS_CHECK_INTERVAL_MS = 1_000;
  */
 export async function startRelay(initial: Config, opts: StartOptions = {}): Promise<Relay> {
   const logger = opts.logger ?? createLogger({ level: initial.log.level });
+  // A body limit below what SNS may send turns some legitimate deliveries into 413s: lost pages.
+  const bodyWarning = bodyLimitWarning(initial.server.maxBodyBytes);
+  if (bodyWarning) logger.warn({ maxBodyBytes: initial.server.maxBodyBytes }, bodyWarning);
   const registry = createRegistry();
   let config = initial;
   let draining = false;

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { DEFAULT_MAX_BODY_BYTES } from '../ingress/sns/limits.js';
 
 /**
  * The configuration file's shape. These keys are pd-relay's public interface: keep them stable,
@@ -60,7 +61,8 @@ export const configSchema = z.strictObject({
     .strictObject({
       host: nonEmpty.default('0.0.0.0'),
       port: port.default(8080),
-      maxBodyBytes: boundedInt(1024, 64 * 1024 * 1024).default(1_048_576),
+      /** Admits the largest envelope SNS can send (see src/ingress/sns/limits.ts): a 413 loses it. */
+      maxBodyBytes: boundedInt(1024, 64 * 1024 * 1024).default(DEFAULT_MAX_BODY_BYTES),
       /** A client that has not sent its complete headers after this long gets 408 and is cut off. */
       headersTimeoutMs: boundedInt(100, 600_000).default(10_000),
       /**

@@ -6,6 +6,7 @@ import { formatPath, type Problem, type SourceLocation } from '../errors.js';
 import { SEVERITIES } from '../pagerduty/types.js';
 import { type PathSegment, YamlSource } from '../shared/yaml-source.js';
 import { suggest, zodProblems } from '../shared/zod-problems.js';
+import { salvage } from '../shared/zod-salvage.js';
 import { parsePath, type ValuePath } from './path.js';
 import { compilePattern } from './pattern.js';
 import type { CompiledDetails, CompiledRule, RuleTest } from './rule.js';
@@ -131,8 +132,10 @@ export function buildRuleSet(
   const routes = new Set(opts.routes ?? [DEFAULT_ROUTE]);
   const problems: Problem[] = [];
   // Each slot remembers whether it is a built-in's place: a user rule replacing a built-in by name
-  // takes that place (and that precedence), a new user rule goes ahead of every built-in.
-  const ordered: Array<{ rule: CompiledRule; builtinSlot: boolean }> = [];
+  // takes that place (and that precedence), a new user rule goes ahead of every built-in. A rule
+  // with problems holds its slot with no compiled rule: its name still counts (a duplicate of it is
+  // reported, a test naming it finds it), and with any problem no rule set is returned anyway.
+  const ordered: Array<{ rule: CompiledRule | null; builtinSlot: boolean }> = [];
   const byName = new Map<string, { index: number; builtin: boolean; location: SourceLocation }>();
   const pendingRuleRefs: Array<{ name: string; location: SourceLocation; path: string }> = [];
 
@@ -140,21 +143,23 @@ export function buildRuleSet(
     const compiled = compileRuleFile(source, { routes, checkTestFiles: opts.checkTestFiles ?? false });
     problems.push(...compiled.problems);
     pendingRuleRefs.push(...compiled.ruleRefs);
-    for (const rule of compiled.rules) {
-      const seen = byName.get(rule.name);
+    for (const declared of compiled.rules) {
+      const { name, location, compiled: rule } = declared;
+      const builtin = source.builtin;
+      const seen = byName.get(name);
       if (!seen) {
-        byName.set(rule.name, { index: ordered.length, builtin: rule.builtin, location: rule.location });
-        ordered.push({ rule, builtinSlot: rule.builtin });
-      } else if (seen.builtin && !rule.builtin) {
+        byName.set(name, { index: ordered.length, builtin, location });
+        ordered.push({ rule, builtinSlot: builtin });
+      } else if (seen.builtin && !builtin) {
         // A user rule named like a built-in replaces it, in the built-in's place.
         ordered[seen.index] = { rule, builtinSlot: true };
-        byName.set(rule.name, { index: seen.index, builtin: false, location: rule.location });
+        byName.set(name, { index: seen.index, builtin: false, location });
       } else {
         const at = `${seen.location.file}:${seen.location.line}:${seen.location.col}`;
         problems.push({
-          location: rule.location,
+          location,
           path: 'name',
-          message: `Duplicate rule name "${rule.name}" (first defined at ${at}); names must be unique${
+          message: `Duplicate rule name "${name}" (first defined at ${at}); names must be unique${
             seen.builtin ? '' : ' (a user rule may reuse only a built-in rule name, to replace it)'
           }`,
         });
@@ -172,12 +177,14 @@ export function buildRuleSet(
       message: `Unknown rule "${ref.name}"${hint ? ` (did you mean "${hint}"?)` : ''}`,
     });
   }
-  if (problems.length) return { ok: false, problems };
+  if (problems.length) return { ok: false, problems: sortProblems(problems, sources) };
   // Evaluation order: user rules, then built-in rules, then fallback rules (user fallbacks before
   // the built-in catch-all), each group in load order. User rules go first so that they can route, re-grade or drop what a
   // built-in would otherwise decide (DESIGN.md had built-ins first, which left users no way to
   // handle an AWS message a built-in matches short of replacing the whole built-in).
-  const active = ordered.filter((s) => s.rule.enabled);
+  const active = ordered.flatMap((s) =>
+    s.rule?.enabled ? [{ rule: s.rule, builtinSlot: s.builtinSlot }] : [],
+  );
   const rules = [
     ...active.filter((s) => !s.builtinSlot && !s.rule.fallback),
     ...active.filter((s) => s.builtinSlot && !s.rule.fallback),
@@ -187,22 +194,50 @@ export function buildRuleSet(
   return { ok: true, ruleSet: { rules, files: sources.map((s) => s.display), routes } };
 }
 
+/**
+ * Problems in the order an author fixes them: file by file in load order (problems of a path
+ * that could not be read, which belong to no loaded file, first), each file's by line and column.
+ * Problems at one position keep the order they were found in (the sort is stable).
+ */
+function sortProblems(problems: Problem[], sources: readonly RuleSource[]): Problem[] {
+  const rank = new Map(sources.map((s, i) => [s.display, i]));
+  const fileRank = (p: Problem) => rank.get(p.location.file) ?? -1;
+  return problems.sort(
+    (a, b) =>
+      fileRank(a) - fileRank(b) || a.location.line - b.location.line || a.location.col - b.location.col,
+  );
+}
+
 interface FileContext {
   routes: ReadonlySet<string>;
   checkTestFiles: boolean;
 }
 
-/** Compiles one rule file. Rules with problems are left out; their problems are returned. */
+/** A rule as a file declares it: its name, and the compiled rule when it has no problem. */
+export interface DeclaredRule {
+  name: string;
+  /** Where its `name` is written. */
+  location: SourceLocation;
+  /** null when the rule has problems (they are in the file's problems). */
+  compiled: CompiledRule | null;
+}
+
+/**
+ * Compiles one rule file. Every rule is checked as far as it can be: a rule that fails the schema
+ * (an unknown key, a value of the wrong type, a missing name) still has its well-formed parts
+ * compiled — its pattern, templates, paths and tests — so that one run reports all of its
+ * problems. Rules with problems are declared (by name, when they have one) but not compiled.
+ */
 export function compileRuleFile(
   src: RuleSource,
   ctx: FileContext,
 ): {
-  rules: CompiledRule[];
+  rules: DeclaredRule[];
   problems: Problem[];
   ruleRefs: Array<{ name: string; location: SourceLocation; path: string }>;
 } {
   const { source, problems } = YamlSource.parse(src.text, src.display);
-  const rules: CompiledRule[] = [];
+  const rules: DeclaredRule[] = [];
   const ruleRefs: Array<{ name: string; location: SourceLocation; path: string }> = [];
   if (problems.length) return { rules, problems, ruleRefs };
   const doc = source.toJS();
@@ -219,19 +254,37 @@ export function compileRuleFile(
   }
 
   doc.forEach((item, index) => {
+    const before = problems.length;
     const parsed = ruleSchema.safeParse(item, { reportInput: true });
+    let raw: RawRule | null = parsed.success ? parsed.data : null;
     if (!parsed.success) {
       const issues = parsed.error.issues.map((i) => ({ ...i, path: [index, ...i.path] }));
       problems.push(...zodProblems(issues as typeof parsed.error.issues, source, ruleFileSchema));
-      return;
+      raw = salvageRule(item);
     }
-    const before = problems.length;
-    const rule = compileRule(parsed.data, index, src, source, ctx, problems, ruleRefs);
-    if (problems.length === before) rules.push(rule);
+    // Compiled even when the schema failed, for the problems of its valid parts.
+    const rule = raw ? compileRule(raw, index, src, source, ctx, problems, ruleRefs) : null;
+    const name = (item as { name?: unknown } | null)?.name;
+    if (typeof name !== 'string') return;
+    rules.push({
+      name,
+      location: source.locate([index, 'name']),
+      compiled: problems.length === before ? rule : null,
+    });
   });
   // In file order, as an editor shows them (checks run by kind, not by position).
   problems.sort((a, b) => a.location.line - b.location.line || a.location.col - b.location.col);
   return { rules, problems, ruleRefs };
+}
+
+/**
+ * What a rule that failed the schema still has to check: its valid parts. It may lack required
+ * fields (a name, a test's expect, a link's href) and have holes in its lists, which compileRule
+ * tolerates; it is compiled for its problems only.
+ */
+function salvageRule(item: unknown): RawRule | null {
+  const kept = salvage(ruleSchema, item);
+  return kept.ok ? kept.value : null;
 }
 
 function compileRule(
@@ -304,7 +357,8 @@ function compileRule(
     for (const [key, value] of Object.entries(cd)) {
       const where: PathSegment[] = ['payload', 'custom_details', key];
       if (typeof value === 'object') {
-        const p = path([...where, 'path'], value.path);
+        // A salvaged rule (see salvageRule) may lack the required path.
+        const p = value.path === undefined ? null : path([...where, 'path'], value.path);
         if (p) entries.push([key, { path: p }]);
       } else {
         const t = template(where, value);
@@ -348,7 +402,7 @@ function compileRule(
       }
       return out;
     };
-    const expect = t.expect;
+    const expect = t.expect ?? {}; // absent only in a salvaged rule (see salvageRule)
     if (expect.rule !== undefined && expect.rule !== null) {
       ruleRefs.push({
         name: expect.rule,

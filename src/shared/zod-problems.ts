@@ -62,7 +62,18 @@ export function zodProblems(
           for (const e of branch) visit(e, path);
           return;
         }
-        out.push({ location: source.locate(path), path: formatPath(path), message: issue.message });
+        // Every branch wanted another type (a template is text, a number or true/false): name them.
+        const types = issue.errors.map((errs) =>
+          errs.length === 1 && errs[0]?.code === 'invalid_type' && errs[0].path.length === 0
+            ? errs[0].expected === 'boolean'
+              ? 'true/false'
+              : article(errs[0].expected)
+            : undefined,
+        );
+        const message = types.every((t) => t !== undefined)
+          ? `Expected ${oneOf([...new Set(types)])}, got ${describe(path, input)}`
+          : issue.message;
+        out.push({ location: source.locate(path), path: formatPath(path), message });
         return;
       }
       case 'invalid_type': {
@@ -121,6 +132,11 @@ export function zodProblems(
 
   for (const issue of issues) visit(issue, []);
   return out;
+}
+
+/** "a string, a number or a mapping". */
+function oneOf(words: readonly string[]): string {
+  return words.length < 2 ? (words[0] ?? '') : `${words.slice(0, -1).join(', ')} or ${words.at(-1)}`;
 }
 
 function article(type: string): string {

@@ -75,9 +75,28 @@ describe('pd-relay rules lint', () => {
     expect(io.stdout).toEqual([
       `${file}:2:10 [0].route: Unknown route "team-payments"; configured routes: default`,
       `${file}:3:23 [0].match.source[0].prefx: Unknown operator "prefx" (did you mean "prefix"?)`,
+      // Rule two's unknown key does not hide its broken template.
+      `${file}:6:15 [1].payload.summary: Liquid: undefined filter: nofilter`,
       `${file}:8:3 [1].actoin: Unknown key "actoin" (did you mean "action"?)`,
     ]);
-    expect(io.stderr).toEqual(['3 problems in 1 file.']);
+    expect(io.stderr).toEqual(['4 problems in 1 file.']);
+  });
+
+  it('reports every problem of every file in one run, file by file', async () => {
+    const fixtures = join(import.meta.dirname, '../fixtures/rules/two-files');
+    const cfg = write('two-routes.yaml', 'routes: { default: { keys: [] }, payments: { keys: [] } }\n');
+    const io = captureIo();
+    expect(await run(['rules', 'lint', '--config', cfg, fixtures], io)).toBe(1);
+    const rel = (f: string) => (f.startsWith(process.cwd()) ? f.slice(process.cwd().length + 1) : f);
+    const a = rel(join(fixtures, 'a.yaml'));
+    const b = rel(join(fixtures, 'b.yaml'));
+    expect(io.stdout).toEqual([
+      `${a}:4:16 [0].match.source[0].prefx: Unknown operator "prefx" (did you mean "prefix"?)`,
+      `${a}:6:3 [0].severty: Unknown key "severty" (expected one of: name, description, enabled, match, continue, fallback, for_each, route, action, dedup_key, payload, links, images, client, client_url, tests)`,
+      `${b}:2:10 [0].route: Unknown route "paymnets" (did you mean "payments"?); configured routes: default, payments`,
+      `${b}:4:15 [0].payload.summary: Liquid: tag {% if message.x %} not closed`,
+    ]);
+    expect(io.stderr).toEqual(['4 problems in 2 files.']);
   });
 });
 

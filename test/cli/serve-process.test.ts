@@ -56,6 +56,42 @@ describe('pd-relay serve as a process', () => {
     }
   });
 
+  it('refuses to start on broken rules: exit 1, every problem of every rule', () => {
+    const { dir, cleanup } = tempDir();
+    try {
+      const rules = resolve(import.meta.dirname, '../fixtures/rules/two-files');
+      const file = writeIn(
+        dir,
+        'config.yaml',
+        [
+          MINIMAL,
+          'routes: { default: { keys: [] }, payments: { keys: [] } }',
+          `rules: { paths: [${JSON.stringify(rules)}] }`,
+          `spool: { dir: ${JSON.stringify(join(dir, 'data'))} }`,
+          '',
+        ].join('\n'),
+      );
+      const r = spawnSync(process.execPath, [BIN, 'serve', '--config', file], {
+        cwd: dir,
+        encoding: 'utf8',
+        env: { PATH: process.env.PATH },
+        timeout: 15_000,
+      });
+      expect(r.status).toBe(1);
+      const problems = r.stderr.split('\n').filter((l) => l.startsWith(rules));
+      expect(problems).toEqual([
+        `${rules}/a.yaml:4:16 [0].match.source[0].prefx: Unknown operator "prefx" (did you mean "prefix"?)`,
+        `${rules}/a.yaml:6:3 [0].severty: Unknown key "severty" (expected one of: name, description, enabled, match, continue, fallback, for_each, route, action, dedup_key, payload, links, images, client, client_url, tests)`,
+        `${rules}/b.yaml:2:10 [0].route: Unknown route "paymnets" (did you mean "payments"?); configured routes: default, payments`,
+        `${rules}/b.yaml:4:15 [0].payload.summary: Liquid: tag {% if message.x %} not closed`,
+      ]);
+      expect(r.stderr).toContain('The rules have 4 problems; fix them and retry:');
+      expect(r.stderr).not.toMatch(/at .*\.js:\d+/);
+    } finally {
+      cleanup();
+    }
+  });
+
   it('refuses a second relay on the same spool.dir, takes it over once the first is killed (-9), and leaves the spool CLI usable', async () => {
     const { dir, cleanup } = tempDir();
     try {

@@ -186,7 +186,7 @@ describe('config: valid files', () => {
     expect(config).toMatchObject({
       file: null,
       dryRun: true,
-      server: { host: '0.0.0.0', port: 8080, maxBodyBytes: 1_048_576 },
+      server: { host: '0.0.0.0', port: 8080, maxBodyBytes: 2_097_152 },
       metrics: { host: '0.0.0.0', port: 9464 },
       sns: { topics: [], autoConfirm: true, certHostPattern: DEFAULT_CERT_HOST_PATTERN },
       pagerduty: { url: 'https://events.pagerduty.com', timeoutMs: 10_000 },
@@ -206,7 +206,7 @@ describe('config: valid files', () => {
     });
     const dir = resolve(FIXTURES);
     expect(config.dryRun).toBe(false);
-    expect(config.server).toMatchObject({ host: '127.0.0.1', port: 8443, maxBodyBytes: 2_097_152 });
+    expect(config.server).toMatchObject({ host: '127.0.0.1', port: 8443, maxBodyBytes: 4_194_304 });
     expect(config.server.basicAuth?.username).toBe('sns');
     expect(config.server.basicAuth?.password.reveal()).toBe('correct-horse-battery');
     expect(config.sns.autoConfirm).toBe(false);

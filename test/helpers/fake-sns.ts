@@ -277,3 +277,38 @@ export function signEnvelope(envelope: Envelope, key: KeyObject): Envelope {
 export function certFileName(pem: string): string {
   return `SimpleNotificationService-${createHash('sha256').update(pem).digest('hex').slice(0, 32)}.pem`;
 }
+
+/**
+ * Every character a Message may hold that is one UTF-8 byte: tab, LF, CR and U+0020 to U+007F
+ * (SNS allows no other control character). Written `\uXXXX` in the envelope, each takes 6 bytes:
+ * the most envelope per byte of Message (src/ingress/sns/limits.ts).
+ */
+export const ONE_BYTE_MESSAGE_CHARS = `\t\n\r${Array.from({ length: 0x80 - 0x20 }, (_, i) =>
+  String.fromCharCode(0x20 + i),
+).join('')}`;
+
+/** A text of exactly `bytes` UTF-8 bytes (and characters), cycling through `chars` (one-byte characters). */
+export function oneByteText(bytes: number, chars = ONE_BYTE_MESSAGE_CHARS): string {
+  return chars.repeat(Math.ceil(bytes / chars.length)).slice(0, bytes);
+}
+
+/**
+ * `envelope` as JSON with every character of every string value written `\uXXXX`: the most bytes a
+ * JSON encoder can spend on it. SNS documents only that it re-escapes a Message inside the
+ * envelope, not which characters; a relay must take this body too. SNS's own layout (two-space
+ * indent, `" : "`) is kept.
+ */
+export function escapedEnvelopeJson(envelope: Envelope): string {
+  const uEscaped = (s: string) =>
+    `"${Array.from({ length: s.length }, (_, i) => `\\u${s.charCodeAt(i).toString(16).padStart(4, '0')}`).join('')}"`;
+  const value = (v: unknown, indent: string): string => {
+    if (typeof v === 'string') return uEscaped(v);
+    if (v !== null && typeof v === 'object') {
+      const inner = `${indent}  `;
+      const fields = Object.entries(v).map(([k, x]) => `${inner}${JSON.stringify(k)} : ${value(x, inner)}`);
+      return `{\n${fields.join(',\n')}\n${indent}}`;
+    }
+    return JSON.stringify(v);
+  };
+  return value(envelope, '');
+}

@@ -1,10 +1,11 @@
 import type { Registry } from 'prom-client';
-import { createSnsApp, type ReadinessProbe } from '../../src/app.js';
+import { createSnsApp } from '../../src/app.js';
 import { type Config, loadConfig } from '../../src/config/load.js';
 import { createIngressFromConfig } from '../../src/ingress/sns/from-config.js';
 import type { Clock, NotificationHandler } from '../../src/ingress/sns/types.js';
 import { createRegistry } from '../../src/metrics/registry.js';
 import type { OutboundEvent } from '../../src/rules/types.js';
+import type { ReadinessProbe } from '../../src/server/readiness.js';
 import type { Envelope, FakeSns } from './fake-sns.js';
 import { captureLogger } from './log.js';
 import { MemorySink } from './memory-sink.js';

@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -159,6 +159,123 @@ describe('located problems', () => {
 
   it('an empty file has no rules and no problems', () => {
     expect(ruleNames([src('empty.yaml', '# nothing yet\n')])).toEqual([]);
+  });
+});
+
+/**
+ * Every problem of every rule in one run: a rule that fails the schema still has its templates,
+ * pattern, paths, routes and tests checked. One fixture directory per combination under
+ * test/fixtures/rules/, loaded as `rules.paths` with the routes default and payments.
+ */
+describe('every problem of a rule file at once', () => {
+  const FIXTURES = join(import.meta.dirname, '../fixtures/rules');
+  const cases: Array<[string, string[]]> = [
+    [
+      'unknown-key-and-template',
+      [
+        'unknown-key-and-template/rules.yaml:4:3 [0].actoin: Unknown key "actoin" (did you mean "action"?)',
+        'unknown-key-and-template/rules.yaml:6:28 [0].payload.summary: Liquid: undefined filter: upcse',
+      ],
+    ],
+    [
+      'two-files',
+      [
+        'two-files/a.yaml:4:16 [0].match.source[0].prefx: Unknown operator "prefx" (did you mean "prefix"?)',
+        'two-files/a.yaml:6:3 [0].severty: Unknown key "severty" (expected one of: name, description, enabled, match, continue, fallback, for_each, route, action, dedup_key, payload, links, images, client, client_url, tests)',
+        'two-files/b.yaml:2:10 [0].route: Unknown route "paymnets" (did you mean "payments"?); configured routes: default, payments',
+        'two-files/b.yaml:4:15 [0].payload.summary: Liquid: tag {% if message.x %} not closed',
+      ],
+    ],
+    [
+      'template-and-pattern',
+      [
+        'template-and-pattern/rules.yaml:4:18 [0].match.detail-type: Expected a list around the operator (write [{ prefix: … }]), got a mapping',
+        'template-and-pattern/rules.yaml:6:44 [0].match.detail.eventTypeCategory[0].numeric[1]: Expected a number after ">", got the string "x"',
+        'template-and-pattern/rules.yaml:8:15 [0].payload.summary: Liquid: output "{{ message.detail.eventTypeCode" not closed',
+        'template-and-pattern/rules.yaml:9:15 [0].payload.severity: Expected one of critical, error, warning, info (or a template), got "urgent"',
+      ],
+    ],
+    [
+      'no-name',
+      [
+        'no-name/rules.yaml:2:3 [0].name: Required: expected a string',
+        'no-name/rules.yaml:2:23 [0].match.source[0].sufix: Unknown operator "sufix" (did you mean "suffix"?)',
+        'no-name/rules.yaml:3:12 [0].action: Liquid: undefined filter: nofilter',
+        'no-name/rules.yaml:4:9 [1].name: Expected a rule name of letters, digits, "_", "." or "-" (at most 63, starting with a letter or digit), got the string "Not a name"',
+        'no-name/rules.yaml:5:15 [1].dedup_key: Liquid: tag "unknowntag" not found',
+      ],
+    ],
+    [
+      'wrong-types',
+      [
+        'wrong-types/rules.yaml:3:13 [0].continue: Expected true or false, got the string "yes"',
+        'wrong-types/rules.yaml:4:13 [0].for_each: Empty name in path "message..findings"',
+        'wrong-types/rules.yaml:6:14 [0].links[0].href: Liquid: output "{{ message.url" not closed',
+        'wrong-types/rules.yaml:7:7 [0].links[0].txt: Unknown key "txt" (did you mean "text"?)',
+        'wrong-types/rules.yaml:8:13 [0].links[1].href: Expected a string, a number or true/false, got a list',
+        'wrong-types/rules.yaml:9:14 [0].links[1].text: Liquid: undefined filter: bad',
+        'wrong-types/rules.yaml:11:15 [0].payload.severity: Expected one of critical, error, warning, info (or a template), got "urgent"',
+        'wrong-types/rules.yaml:12:40 [0].payload.custom_details.finding.path: Expected [number] or ["name"] in path "message[x]", got [x]',
+        'wrong-types/rules.yaml:12:54 [0].payload.custom_details.finding.as: Unknown key "as"',
+      ],
+    ],
+    [
+      'tests-and-names',
+      [
+        'tests-and-names/rules.yaml:3:3 [0].descripton: Unknown key "descripton" (did you mean "description"?)',
+        'tests-and-names/rules.yaml:5:28 [0].tests[0].input.subjct: Unknown key "subjct" (did you mean "subject"?)',
+        'tests-and-names/rules.yaml:6:24 [0].tests[0].expect.route: Unknown route "security"; configured routes: default, payments',
+        'tests-and-names/rules.yaml:7:7 [0].tests[1].expect: Required: expected a mapping',
+        'tests-and-names/rules.yaml:7:14 [0].tests[1].input: Required: expected input.message (the SNS Message, as text or YAML)',
+        // No "Unknown rule" for checker's test: the broken rule keeps its name.
+        'tests-and-names/rules.yaml:12:9 name: Duplicate rule name "guardduty" (first defined at tests-and-names/rules.yaml:2:9); names must be unique (a user rule may reuse only a built-in rule name, to replace it)',
+        'tests-and-names/rules.yaml:13:24 [2].payload.summary: Liquid: undefined filter: nope',
+      ],
+    ],
+    [
+      'order-across-files',
+      [
+        // Rule references are resolved after every file is read; the problem still sorts into a.yaml.
+        'order-across-files/a.yaml:5:23 [0].tests[0].expect.rule: Unknown rule "secnd" (did you mean "second"?)',
+        'order-across-files/b.yaml:2:24 [0].payload.summary: Liquid: undefined filter: nope',
+      ],
+    ],
+    [
+      'syntax-error-and-more',
+      [
+        'syntax-error-and-more/a.yaml:4:1 YAML syntax: Flow map in block collection must be sufficiently indented and end with a }',
+        'syntax-error-and-more/b.yaml:2:3 [0].enabeld: Unknown key "enabeld" (did you mean "enabled"?)',
+        'syntax-error-and-more/b.yaml:3:16 [0].client_url: Liquid: undefined filter: nope',
+      ],
+    ],
+  ];
+
+  it.each(cases)('%s', (dir, expected) => {
+    const result = loadRuleSet({
+      builtinDir: null,
+      paths: [dir],
+      cwd: FIXTURES,
+      routes: ['default', 'payments'],
+      checkTestFiles: true,
+    });
+    expect(result.ok ? [] : result.problems.map(formatProblem)).toEqual(expected);
+  });
+
+  it('has a case for every fixture directory', () => {
+    expect(readdirSync(FIXTURES).sort()).toEqual(cases.map(([dir]) => dir).sort());
+  });
+
+  it('the same problems, in the same order, whichever way the files are given', () => {
+    const load = (paths: string[]) => {
+      const result = loadRuleSet({ builtinDir: null, paths, cwd: FIXTURES, routes: ['default', 'payments'] });
+      return result.ok ? [] : result.problems.map(formatProblem);
+    };
+    // A directory lists its files in lexical order; files named one by one load in the order given.
+    expect(load(['two-files/a.yaml', 'two-files/b.yaml'])).toEqual(load(['two-files']));
+    expect(load(['two-files/b.yaml', 'two-files/a.yaml'])).toEqual([
+      ...load(['two-files/b.yaml']),
+      ...load(['two-files/a.yaml']),
+    ]);
   });
 });
 

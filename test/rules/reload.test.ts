@@ -92,6 +92,46 @@ describe('RuleSetHolder', () => {
     expect(() => holderFor(dir)).toThrow(UserError);
   });
 
+  // One rule with an unknown key and a broken template, a second file with a bad pattern: every
+  // problem is reported, at start and on reload, not only the schema's.
+  const everyProblem = {
+    'a.yaml':
+      "- name: one\n  match: { kind: [text] }\n  actoin: drop\n  payload: { summary: '{{ x | nope }}' }\n",
+    'b.yaml': '- name: two\n  match: { kind: [{ prefx: t }] }\n',
+  };
+  const everyProblemText = (dir: string) => [
+    `${dir}/a.yaml:3:3 [0].actoin: Unknown key "actoin" (did you mean "action"?)`,
+    `${dir}/a.yaml:4:24 [0].payload.summary: Liquid: undefined filter: nope`,
+    `${dir}/b.yaml:2:21 [0].match.kind[0].prefx: Unknown operator "prefx" (did you mean "prefix"?)`,
+  ];
+
+  it('refuses to start with every problem of every rule', () => {
+    const dir = freshDir();
+    for (const [name, text] of Object.entries(everyProblem)) writeFileSync(join(dir, name), text);
+    let thrown: unknown;
+    try {
+      holderFor(dir);
+    } catch (err) {
+      thrown = err;
+    }
+    expect(thrown).toBeInstanceOf(UserError);
+    expect((thrown as UserError).message).toBe('The rules have 3 problems; fix them and retry:');
+    expect((thrown as UserError).problems.map(formatProblem)).toEqual(everyProblemText(dir));
+  });
+
+  it('keeps the running rules on a reload and logs every problem of every rule', () => {
+    const dir = freshDir();
+    writeFileSync(join(dir, 'a.yaml'), rule('one', 'running'));
+    const { holder, logs } = holderFor(dir);
+    for (const [name, text] of Object.entries(everyProblem)) writeFileSync(join(dir, name), text);
+    const failed = holder.reload('watch');
+    expect(failed.ok ? [] : failed.problems.map(formatProblem)).toEqual(everyProblemText(dir));
+    expect(createEngineSummaryFromHolder(holder)).toBe('running');
+    const line = logs.find((l) => l.msg === 'Rules reload failed; the previous rules stay active.');
+    expect(line).toMatchObject({ trigger: 'watch', problemCount: 3 });
+    expect(line?.problems).toEqual(everyProblemText(dir));
+  });
+
   it('a loader that throws is a failed reload, not a crash', () => {
     const dir = freshDir();
     writeFileSync(join(dir, 'a.yaml'), rule('one', 'x'));

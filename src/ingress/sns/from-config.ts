@@ -1,8 +1,8 @@
 import type { Registry } from 'prom-client';
-import type { ReadinessProbe } from '../../app.js';
 import type { Config } from '../../config/load.js';
 import type { Logger } from '../../log/logger.js';
 import { createIngressInstruments } from '../../metrics/ingress.js';
+import type { ReadinessProbe } from '../../server/readiness.js';
 import type { EventSink } from '../../spool/types.js';
 import { createCertificateFetcher } from './cert-fetcher.js';
 import { createSubscriptionConfirmer } from './confirmer.js';

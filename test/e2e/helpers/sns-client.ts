@@ -67,12 +67,13 @@ export class SnsClient {
   /**
    * POSTs `envelope` to `path` (default /sns). With `expectContinue`, the body is sent only after
    * the relay answered "100 Continue", which proves that it read the request's headers.
+   * `body` sends that text instead of `JSON.stringify(envelope)` (another JSON encoding of it).
    */
   async post(
     envelope: Envelope,
-    opts: { path?: string; expectContinue?: boolean; password?: string } = {},
+    opts: { path?: string; expectContinue?: boolean; password?: string; body?: string } = {},
   ): Promise<PostResult> {
-    const body = JSON.stringify(envelope);
+    const body = opts.body ?? JSON.stringify(envelope);
     const startedAt = performance.now();
     const statuses: number[] = [];
     let challenged = false;
