@@ -1,5 +1,6 @@
 import { PrometheusRule } from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/PrometheusRule';
 import { ServiceMonitor } from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/ServiceMonitor';
+import { Deployment } from 'kubernetes-models/apps/v1/Deployment';
 import { StatefulSet } from 'kubernetes-models/apps/v1/StatefulSet';
 import { Ingress } from 'kubernetes-models/networking.k8s.io/v1/Ingress';
 import { NetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1/NetworkPolicy';
@@ -39,6 +40,11 @@ export const MODELS: Readonly<Record<string, ModelEntry>> = {
     model: StatefulSet,
     specifier: 'kubernetes-models/apps/v1/StatefulSet',
     typeName: 'IStatefulSet',
+  },
+  'apps/v1/Deployment': {
+    model: Deployment,
+    specifier: 'kubernetes-models/apps/v1/Deployment',
+    typeName: 'IDeployment',
   },
   'policy/v1/PodDisruptionBudget': {
     model: PodDisruptionBudget,
