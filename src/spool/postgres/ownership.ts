@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import pg from 'pg';
 import type { PostgresConfig } from '../../config/load.js';
 import type { KeyOwnership, OwnershipHandlers, SpoolObserver } from '../spool.js';
-import { clientConfig, describePgError } from './connection.js';
+import { clientConfig, describePgError, isConnectionError } from './connection.js';
 
 /** How the replicas share the keys; the defaults give a failover well within 10 seconds. */
 export interface LeaseTiming {
@@ -207,7 +207,6 @@ export class LeaseOwnership implements KeyOwnership {
         [this.#o.replica, this.#o.name, this.#keys, this.#t.leaseMs],
       );
       this.#renewed(started);
-      await this.#share(client);
       if (this.#down !== null) {
         this.#down = null;
         this.#o.observer?.databaseRecovered?.();
@@ -217,6 +216,18 @@ export class LeaseOwnership implements KeyOwnership {
       this.#o.observer?.databaseError?.('ownership', err);
       this.#lose(`Cannot renew the key lease: ${describePgError(err)}`);
       await this.#disconnect();
+      return;
+    }
+    try {
+      await this.#share(client);
+    } catch (err) {
+      if (this.#stopped) return;
+      // The lease is renewed: a failed look at the keys (a lock timeout) only waits for the next tick.
+      this.#o.observer?.databaseError?.('ownership', err);
+      if (isConnectionError(err)) {
+        this.#lose(`Lost the connection to the database: ${describePgError(err)}`);
+        await this.#disconnect();
+      }
     }
   }
 
@@ -240,6 +251,10 @@ export class LeaseOwnership implements KeyOwnership {
     await client.query('BEGIN');
     try {
       await client.query("SET LOCAL lock_timeout = '2s'");
+      // The replicas take turns for the whole look (one lock, so no order of row locks can deadlock).
+      await client.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [
+        `pd-relay owners ${this.#o.config.schema}`,
+      ]);
       if (this.#keys.length)
         await client.query(
           'INSERT INTO key_owners (key_fp) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING',
@@ -256,7 +271,7 @@ export class LeaseOwnership implements KeyOwnership {
         await client.query<KeyRow>(
           `SELECT k.key_fp, k.owner, k.depth, (r.id IS NOT NULL) AS live
            FROM key_owners k LEFT JOIN replicas r ON r.id = k.owner AND r.expires_at > clock_timestamp()
-           ORDER BY k.key_fp FOR UPDATE OF k`,
+           ORDER BY k.key_fp`,
         )
       ).rows;
       const replicas = (
