@@ -36,6 +36,12 @@ export interface DispatcherOptions {
  */
 const UNRECORDED_PER_KEY = 2;
 
+/**
+ * How long an event's id stays known after its delete was written: longer than any read of the
+ * spool (a statement times out before) that began before the delete and returns after it.
+ */
+const KNOWN_AFTER_DELETE_MS = 30_000;
+
 /** Longest single timer: Node clamps anything over 2^31-1 ms to 1 ms; wake up and look again. */
 const MAX_SLEEP_MS = 3_600_000;
 
@@ -50,6 +56,11 @@ class Lane {
    * announces events by "this key, from this id on", and an announcement may repeat what is known.
    */
   readonly known = new Set<number>();
+  /**
+   * Ids that left the lane, with when they may leave `known` (performance.now()): a read of the
+   * shared spool that began before an event's delete committed can still return it.
+   */
+  readonly leaving = new Fifo<{ id: number; at: number }>();
   /** One request in flight per key: a resolve never overtakes its trigger. */
   readonly inFlight = new PQueue({ concurrency: 1 });
   /** `loading`: its queue is being read from the spool; what arrives meanwhile waits in `early`. */
@@ -396,6 +407,11 @@ export class Dispatcher {
   }
 
   #push(lane: Lane, ev: PendingEvent): boolean {
+    const now = performance.now();
+    for (let head = lane.leaving.peek(); head && head.at <= now; head = lane.leaving.peek()) {
+      lane.known.delete(head.id);
+      lane.leaving.shift();
+    }
     if (lane.known.has(ev.id)) return false;
     lane.known.add(ev.id);
     lane.events.push(ev);
@@ -408,10 +424,8 @@ export class Dispatcher {
       lane.known.delete(id);
       return;
     }
-    this.#o.spool.flush().then(
-      () => lane.known.delete(id),
-      () => lane.known.delete(id),
-    );
+    const leave = () => lane.leaving.push({ id, at: performance.now() + KNOWN_AFTER_DELETE_MS });
+    this.#o.spool.flush().then(leave, leave);
   }
 
   #pump(lane: Lane): void {

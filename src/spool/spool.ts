@@ -238,9 +238,12 @@ export interface Spool {
    */
   commit(entry: SpoolEntry): Promise<CommitResult>;
   /**
-   * Called with events as they become pending: the ones this process committed (before its commit
-   * resolves), and those queued by others (retried dead letters; with a shared spool, other
-   * replicas' commits and reroutes), in spool order per key. The listener keeps what it owns.
+   * Called with events as they become pending, in spool order per key, the listener keeping what
+   * it owns. One process's spool (SQLite): the events it committed (before its commit resolves)
+   * and those another process queued (retried dead letters). A shared spool (PostgreSQL): the
+   * events of the keys this process owns, whoever committed them, in commit order (a replica's own
+   * commits included: only so does a trigger accepted by one replica stay ahead of the resolve
+   * that SNS delivered to another).
    */
   onQueued(listener: (events: PendingEvent[]) => void): void;
   /** Every undelivered event of these keys (all keys when omitted) with id ≥ `fromId`, in order. */

@@ -147,9 +147,11 @@ export class PostgresSpool implements Spool {
       channels: this.#channels,
       ...(opts.observer ? { observer: opts.observer } : {}),
       ...(opts.timing ? { timing: opts.timing } : {}),
-      onEvents: (replica, keyFp, fromId) => {
-        if (replica !== this.#replica) this.#announce(keyFp, fromId);
-      },
+      // Every commit's events reach their key's owner this way, this replica's own included:
+      // PostgreSQL delivers notifications in commit order, so a key's events arrive in the order
+      // they were committed whichever replica committed them (a trigger accepted by one replica
+      // is queued before the resolve that SNS then delivered to another).
+      onEvents: (_replica, keyFp, fromId) => this.#announce(keyFp, fromId),
     });
     pool.on('error', (err) => {
       // An idle connection broke (the server restarted): the pool replaces it on the next use.
@@ -171,6 +173,7 @@ export class PostgresSpool implements Spool {
     let client: pg.PoolClient;
     try {
       client = await pool.connect();
+      client.on('error', () => {});
     } catch (err) {
       await pool.end().catch(() => {});
       throw new PgSpoolOpenError(
@@ -609,7 +612,6 @@ export class PostgresSpool implements Spool {
     }
     this.#clearProblem();
 
-    const queued: PendingEvent[] = [];
     let eventCount = 0;
     const answers: Array<() => void> = [];
     live.forEach(({ p, events }, i) => {
@@ -645,7 +647,6 @@ export class PostgresSpool implements Spool {
         event: events[index] as OutboundEvent,
         newerAt: Number(newerAt),
       }));
-      queued.push(...queuedHere);
       eventCount += queuedHere.length + deadLettered.length;
       answers.push(() =>
         p.resolve({
@@ -662,7 +663,6 @@ export class PostgresSpool implements Spool {
       entries: live.length,
       events: eventCount,
     });
-    if (queued.length) this.#emit(queued);
     for (const answer of answers) answer();
   }
 
@@ -691,7 +691,7 @@ export class PostgresSpool implements Spool {
     }
   }
 
-  /** Another replica queued events for `keyFp` from `fromId` on: read them if this replica owns the key. */
+  /** Events were committed for `keyFp` from `fromId` on (by any replica): read them if this replica owns the key. */
   #announce(keyFp: string, fromId: number): void {
     if (!this.ownership.owns(keyFp) || this.#closed) return;
     const known = this.#announced.get(keyFp);
@@ -841,6 +841,13 @@ export class PostgresSpool implements Spool {
       this.#o.observer?.databaseError?.('connect', err);
       throw new SpoolUnavailableError(`Database unreachable (${this.location}): ${describePgError(err)}`);
     }
+    // A checked-out connection that breaks between two statements emits 'error' on itself, not on
+    // the pool: unheard, it would end the process. The statement in progress, if any, fails anyway.
+    let broken: unknown;
+    const onError = (err: unknown) => {
+      broken = err;
+    };
+    client.on('error', onError);
     try {
       return await work(client);
     } catch (err) {
@@ -849,7 +856,9 @@ export class PostgresSpool implements Spool {
         throw new SpoolUnavailableError(`Database unreachable (${this.location}): ${describePgError(err)}`);
       throw err;
     } finally {
-      client.release();
+      client.off('error', onError);
+      // A broken connection goes, not back to the pool.
+      client.release(broken instanceof Error ? broken : undefined);
     }
   }
 

@@ -62,6 +62,8 @@ export interface RelayOptions {
   /** Spool directory (default <dir>/spool) and size cap. */
   spoolDir?: string;
   maxSizeMiB?: number;
+  /** A PostgreSQL spool (several replicas) at this URL instead of the SQLite file. */
+  postgresUrl?: string;
 }
 
 /**
@@ -113,6 +115,11 @@ export class E2eWorld {
     checkBuild();
     const [sns, fake] = await Promise.all([FakeSns.start(), FakePagerDuty.start(pd)]);
     return new E2eWorld(sns, fake);
+  }
+
+  /** Every relay process this scenario started, stopped ones included. */
+  get relays(): readonly RelayProcess[] {
+    return this.#relays;
   }
 
   /** The routing key of `alias` in the current scenario (random, registered as a secret). */
@@ -179,6 +186,7 @@ export class E2eWorld {
       `  reloadDebounceMs: ${opts.reloadDebounceMs ?? 100}`,
       'spool:',
       `  dir: "${opts.spoolDir ?? 'spool'}"`,
+      ...(opts.postgresUrl ? ['  postgres:', `    url: "${opts.postgresUrl}"`, '    sslmode: disable'] : []),
       ...(opts.maxSizeMiB !== undefined ? [`  maxSizeMiB: ${opts.maxSizeMiB}`] : []),
       'delivery:',
       `  minBackoffMs: ${d.minBackoffMs ?? 50}`,
