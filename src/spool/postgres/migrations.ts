@@ -262,8 +262,12 @@ export async function migrate(client: PoolClient, schema: string): Promise<{ fro
     await client.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [
       `pd-relay migrate ${schema}`,
     ]);
+    // Only when it is missing: CREATE SCHEMA takes CREATE on the database even with IF NOT EXISTS
+    // and the schema there (PostgreSQL checks the privilege first), and a user that a DBA gave a
+    // schema of its own, and nothing on the database, must be able to start.
+    const exists = await client.query('SELECT 1 FROM pg_namespace WHERE nspname = $1', [schema]);
     // The name is checked (POSTGRES_SCHEMA_PATTERN): safe to write unquoted.
-    await client.query(`CREATE SCHEMA IF NOT EXISTS ${schema}`);
+    if (!exists.rowCount) await client.query(`CREATE SCHEMA ${schema}`);
     await client.query('CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL)');
     const row = (await client.query<{ version: number }>('SELECT version FROM schema_version')).rows[0];
     const from = row?.version ?? 0;
