@@ -8,11 +8,12 @@ import { PgSpoolOpenError, PostgresSpool } from './spool.js';
 
 /**
  * What `pd-relay check` says about a PostgreSQL spool. `schemaVersion` 0: no pd-relay schema yet,
- * and this user may create it (serve will). `counts` when the schema is this version's.
+ * and this user may create it (serve will). `counts` when the schema is this version's. `problem`:
+ * a sentence that names the location.
  */
 export type PostgresInspection =
   | { location: string; reachable: true; schemaVersion: number; counts?: SpoolCounts }
-  | { location: string; reachable: boolean /** A sentence, naming the location. */; problem: string };
+  | { location: string; reachable: boolean; problem: string };
 
 interface Facts {
   user: string;
