@@ -1,12 +1,14 @@
 import { randomUUID } from 'node:crypto';
 import { accessSync, constants, existsSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { type Config, loadConfig } from '../config/load.js';
+import { type Config, loadConfig, type PostgresConfig } from '../config/load.js';
 import { KeyRing } from '../delivery/key-ring.js';
 import { formatProblem } from '../errors.js';
 import { PagerDutyClient } from '../pagerduty/client.js';
 import { loadRulesForConfig } from '../rules/reload.js';
 import { runRuleTests } from '../rules/rule-tests.js';
+import { inspectPostgres } from '../spool/postgres/inspect.js';
+import type { SpoolCounts } from '../spool/spool.js';
 import { SPOOL_FILE, SpoolOpenError, SqliteSpool } from '../spool/sqlite/spool.js';
 import { type Command, configPath, type Io, parseCommandArgs } from './command.js';
 
@@ -25,6 +27,8 @@ export const checkCommand: Command = {
     'Usage: pd-relay check [--config FILE] [--send-test]',
     '',
     'Validates the configuration, the rules and the spool, and exits 1 if anything is wrong.',
+    'The spool is the SQLite file in spool.dir, or with spool.postgres the PostgreSQL database:',
+    'its reachability and schema version are read, nothing is created or migrated there.',
     '',
     'Options:',
     '  --config FILE  Configuration file (default: $PD_RELAY_CONFIG, else built-in defaults)',
@@ -85,6 +89,8 @@ function rulesFindings(config: Config): Finding[] {
 }
 
 async function spoolFinding(config: Config): Promise<Finding> {
+  // spool.dir is not looked at: on Kubernetes with PostgreSQL it may well be a read-only path.
+  if (config.spool.postgres) return postgresFinding(config.spool.postgres);
   const file = join(config.spool.dir, SPOOL_FILE);
   if (!existsSync(file)) {
     // Do not create it: say whether serve will be able to.
@@ -114,14 +120,30 @@ async function spoolFinding(config: Config): Promise<Finding> {
     };
   }
   try {
-    const c = await spool.counts();
-    const msg = `${file}: writable, ${c.pending} pending, ${c.deadLetters} dead letter${c.deadLetters === 1 ? '' : 's'}, ${c.openAlerts} open alert${c.openAlerts === 1 ? '' : 's'}`;
-    if (c.deadLetters)
-      return { status: 'warn', check: 'spool', message: `${msg} (see pd-relay spool dead-letters)` };
-    return { status: 'ok', check: 'spool', message: msg };
+    return countsFinding(`${file}: writable`, await spool.counts());
   } finally {
     spool.closeNow();
   }
+}
+
+/** Reachable, and the schema this binary uses or none yet; read only, nothing created or migrated. */
+async function postgresFinding(pg: PostgresConfig): Promise<Finding> {
+  const found = await inspectPostgres(pg);
+  if ('problem' in found) return { status: 'FAIL', check: 'spool', message: found.problem };
+  if (!found.counts)
+    return {
+      status: 'ok',
+      check: 'spool',
+      message: `${found.location}: reachable; no pd-relay schema yet: serve will create it`,
+    };
+  return countsFinding(`${found.location}: reachable, schema version ${found.schemaVersion}`, found.counts);
+}
+
+function countsFinding(where: string, c: SpoolCounts): Finding {
+  const msg = `${where}, ${c.pending} pending, ${c.deadLetters} dead letter${c.deadLetters === 1 ? '' : 's'}, ${c.openAlerts} open alert${c.openAlerts === 1 ? '' : 's'}`;
+  if (c.deadLetters)
+    return { status: 'warn', check: 'spool', message: `${msg} (see pd-relay spool dead-letters)` };
+  return { status: 'ok', check: 'spool', message: msg };
 }
 
 async function sendTest(config: Config): Promise<Finding[]> {

@@ -8,13 +8,15 @@ import { type Command, configPath, type Io, parseCommandArgs, UsageError } from 
 const USAGE = [
   'Usage: pd-relay spool <subcommand> [--config FILE] [options]',
   '',
-  'Inspect and repair the spool (spool.dir, or spool.postgres); safe while the relay runs.',
+  'Inspect and repair the spool: the SQLite file in spool.dir, or with spool.postgres the',
+  'PostgreSQL database every replica shares. Safe while relays run; never creates or migrates it.',
   '',
   'Subcommands:',
   '  stats                 Pending events per route and key, oldest age, dead letters',
   '  dead-letters          List dead letters with their reason (--json, --limit N)',
   '  retry-dead-letters    Queue dead letters again (all, or --id ID, repeatable);',
-  '                        a running relay picks them up within a second',
+  '                        a running relay picks them up within a second (on',
+  '                        PostgreSQL, the replica that owns their key, notified at once)',
   '  discard-dead-letters  Delete dead letters for good (--id ID, repeatable, or --all)',
   '',
   'Options:',
@@ -115,7 +117,8 @@ async function stats(spool: Spool, ring: KeyRing, io: Io, json: boolean): Promis
     );
     return 0;
   }
-  io.out(`Spool: ${spool.location} (schema ${spool.schemaVersion})`);
+  // Not "(schema N)": a PostgreSQL location names its schema already.
+  io.out(`Spool: ${spool.location}, schema version ${spool.schemaVersion}`);
   io.out(
     counts.pending
       ? `Pending: ${counts.pending} event${counts.pending === 1 ? '' : 's'}, oldest ${formatDuration(oldest)}`

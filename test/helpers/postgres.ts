@@ -20,7 +20,7 @@ import { delimiter, dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { Client, escapeIdentifier } from 'pg';
+import { Client, escapeIdentifier, escapeLiteral } from 'pg';
 import { inject } from 'vitest';
 
 declare module 'vitest' {
@@ -139,6 +139,35 @@ export async function testDatabase(prefix = 'test'): Promise<{ url: string; drop
         client.query(`DROP DATABASE IF EXISTS ${escapeIdentifier(name)} WITH (FORCE)`),
       );
     },
+  };
+}
+
+/**
+ * A login role of its own on the server of `dbUrl` (a superuser URL, as testDatabase() gives),
+ * owning nothing and granted nothing beyond PUBLIC's: what a least-privileged relay user may do.
+ * `url` is `dbUrl` as that role, `password` in it (the test servers trust 127.0.0.1 and never ask
+ * for it; a PDRELAY_TEST_POSTGRES_URL server may). drop() drops what the role owns in that
+ * database, then the role (roles belong to the whole server).
+ */
+export async function testRole(
+  dbUrl: string,
+  password: string,
+): Promise<{ name: string; url: string; drop(): Promise<void> }> {
+  const name = `relay_${randomBytes(6).toString('hex')}`;
+  await withClient(dbUrl, (client) =>
+    client.query(`CREATE ROLE ${escapeIdentifier(name)} LOGIN PASSWORD ${escapeLiteral(password)}`),
+  );
+  const url = new URL(dbUrl);
+  url.username = name;
+  url.password = password;
+  return {
+    name,
+    url: url.href,
+    drop: () =>
+      withClient(dbUrl, async (client) => {
+        await client.query(`DROP OWNED BY ${escapeIdentifier(name)}`);
+        await client.query(`DROP ROLE ${escapeIdentifier(name)}`);
+      }),
   };
 }
 

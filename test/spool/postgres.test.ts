@@ -10,7 +10,7 @@ import { PgSpoolOpenError, PostgresSpool } from '../../src/spool/postgres/spool.
 import type { CommitResult, PendingEvent } from '../../src/spool/spool.js';
 import { SpoolUnavailableError } from '../../src/spool/types.js';
 import { alarmEvent, entry, tempDir } from '../helpers/delivery.js';
-import { startPostgres, type TestPostgres, testDatabase } from '../helpers/postgres.js';
+import { startPostgres, type TestPostgres, testDatabase, testRole } from '../helpers/postgres.js';
 import { baseConfig, type OwnershipLog, own, postgresSpoolConfig, waitFor } from './backends.js';
 
 /** Leases short enough for tests: a dead replica's keys move within ~1.2 s. */
@@ -108,6 +108,27 @@ describe('PostgreSQL spool: schema', () => {
         /No pd-relay spool in schema "not_yet" yet: the relay has not run with this database/,
       );
     } finally {
+      await other.drop();
+    }
+  });
+
+  it('starts as a user given a schema of its own and no CREATE on the database, as a DBA sets it up', async () => {
+    const other = await testDatabase('owned');
+    const role = await testRole(other.url, 'not-asked');
+    try {
+      await sql(other.url, `CREATE SCHEMA pdrelay AUTHORIZATION ${role.name}`);
+      // CREATE SCHEMA IF NOT EXISTS would be refused here: PostgreSQL checks CREATE on the
+      // database before it looks whether the schema exists.
+      const { spool } = await replica(role.url);
+      committed(await spool.commit(entry([alarmEvent('trigger', 'owned')], 'owned-1')));
+      expect(spool.schemaVersion).toBe(PG_SCHEMA_VERSION);
+      await spool.close();
+      // And again at the next start, the schema migrated.
+      const again = await replica(role.url);
+      expect(await again.spool.hasMessage('owned-1')).toBe(true);
+      await again.spool.close();
+    } finally {
+      await role.drop();
       await other.drop();
     }
   });

@@ -3,6 +3,11 @@ import type { ConnectionOptions } from 'node:tls';
 import type { ClientConfig } from 'pg';
 import type { PostgresConfig } from '../../config/load.js';
 
+/** Where the spool lives, for messages: `postgres://user@host:port/database (schema pdrelay)`, never the password. */
+export function spoolLocation(pg: PostgresConfig): string {
+  return `${pg.display} (schema ${pg.schema})`;
+}
+
 /** What every connection of the spool is opened with: the pool's, the lease connection's, the CLI's. */
 export function clientConfig(pg: PostgresConfig, applicationName: string): ClientConfig {
   return {
@@ -70,4 +75,27 @@ export function describePgError(err: unknown): string {
   const e = err as { code?: string; message?: string } | null;
   const message = e?.message ?? String(err);
   return e?.code && !message.includes(e.code) ? `${e.code}: ${message}` : message;
+}
+
+/**
+ * Why a connection failed, with what usually fixes it: `pd-relay serve` refusing to start and
+ * `pd-relay check` say the same. Never the URL (it holds the password).
+ */
+export function connectHint(err: unknown, config: PostgresConfig): string {
+  const text = describePgError(err);
+  if (/does not support SSL/i.test(text))
+    return `${text} (set spool.postgres.sslmode: disable for a server without TLS)`;
+  if (/self.signed|unable to verify|certificate/i.test(text) && config.sslmode !== 'require')
+    return `${text} (check spool.postgres.caFile: for RDS, Amazon's global-bundle.pem)`;
+  if (/no pg_hba.conf entry.*no encryption/i.test(text))
+    return `${text} (the server requires TLS: set spool.postgres.sslmode: require or verify-full)`;
+  if (/password authentication failed/i.test(text)) return `${text} (check the user and password in the URL)`;
+  if (/ECONNREFUSED/.test(text))
+    return `${text} (nothing listens there: check the host and port in the URL, and that the server runs)`;
+  if (/ENOTFOUND|EAI_AGAIN/.test(text)) return `${text} (the host name does not resolve: check the URL)`;
+  if (/timeout/i.test(text))
+    return `${text} (no answer within spool.postgres.connectTimeoutMs: check the host in the URL, and the firewall, security group or NetworkPolicy on the way)`;
+  if (/^3D000|database ".*" does not exist/.test(text))
+    return `${text} (create it, or fix the database name in the URL)`;
+  return text;
 }

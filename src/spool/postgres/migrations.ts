@@ -262,15 +262,16 @@ export async function migrate(client: PoolClient, schema: string): Promise<{ fro
     await client.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [
       `pd-relay migrate ${schema}`,
     ]);
+    // Only when it is missing: CREATE SCHEMA takes CREATE on the database even with IF NOT EXISTS
+    // and the schema there (PostgreSQL checks the privilege first), and a user that a DBA gave a
+    // schema of its own, and nothing on the database, must be able to start.
+    const exists = await client.query('SELECT 1 FROM pg_namespace WHERE nspname = $1', [schema]);
     // The name is checked (POSTGRES_SCHEMA_PATTERN): safe to write unquoted.
-    await client.query(`CREATE SCHEMA IF NOT EXISTS ${schema}`);
+    if (!exists.rowCount) await client.query(`CREATE SCHEMA ${schema}`);
     await client.query('CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL)');
     const row = (await client.query<{ version: number }>('SELECT version FROM schema_version')).rows[0];
     const from = row?.version ?? 0;
-    if (from > PG_SCHEMA_VERSION)
-      throw new PgSchemaVersionError(
-        `Expected spool schema version ${PG_SCHEMA_VERSION} or older in schema "${schema}", got ${from}: it was written by a newer pd-relay; run that version, or give this one another spool.postgres.schema`,
-      );
+    if (from > PG_SCHEMA_VERSION) throw new PgSchemaVersionError(schemaVersionProblem(schema, from) ?? '');
     for (const m of MIGRATIONS) {
       if (m.version <= from) continue;
       await client.query(m.sql);
@@ -285,6 +286,20 @@ export async function migrate(client: PoolClient, schema: string): Promise<{ fro
     await client.query('ROLLBACK').catch(() => {});
     throw err;
   }
+}
+
+/**
+ * What stands between a spool schema at version `found` (0: none yet) and this pd-relay, in a
+ * sentence; null when it is PG_SCHEMA_VERSION. One wording for `serve`, the `spool` commands and
+ * `check`.
+ */
+export function schemaVersionProblem(schema: string, found: number): string | null {
+  if (found === PG_SCHEMA_VERSION) return null;
+  if (found === 0)
+    return `No pd-relay spool in schema "${schema}" yet: the relay has not run with this database`;
+  if (found > PG_SCHEMA_VERSION)
+    return `Expected spool schema version ${PG_SCHEMA_VERSION} or older in schema "${schema}", got ${found}: it was written by a newer pd-relay; run that version, or give this one another spool.postgres.schema`;
+  return `Expected spool schema version ${PG_SCHEMA_VERSION} in schema "${schema}", got ${found}: it was written by an older pd-relay; run \`pd-relay serve\` of this version once to migrate it`;
 }
 
 /** The schema version found, without changing anything (0: none yet). For the CLI. */

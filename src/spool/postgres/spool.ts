@@ -21,8 +21,14 @@ import type {
   StoredEvent,
 } from '../spool.js';
 import { type SpoolEntry, SpoolUnavailableError } from '../types.js';
-import { clientConfig, describePgError, isConnectionError } from './connection.js';
-import { migrate, PG_SCHEMA_VERSION, PgSchemaVersionError, schemaVersionOf } from './migrations.js';
+import {
+  clientConfig,
+  connectHint,
+  describePgError,
+  isConnectionError,
+  spoolLocation,
+} from './connection.js';
+import { migrate, PgSchemaVersionError, schemaVersionOf, schemaVersionProblem } from './migrations.js';
 import { channelsFor, LeaseOwnership, type LeaseTiming } from './ownership.js';
 
 export interface PostgresSpoolOptions {
@@ -137,7 +143,7 @@ export class PostgresSpool implements Spool {
     this.#pool = pool;
     this.#now = opts.now ?? Date.now;
     this.schemaVersion = version;
-    this.location = `${opts.config.display} (schema ${opts.config.schema})`;
+    this.location = spoolLocation(opts.config);
     this.#replica = randomUUID();
     this.#channels = channelsFor(opts.config.schema);
     this.ownership = new LeaseOwnership({
@@ -169,7 +175,7 @@ export class PostgresSpool implements Spool {
       max: opts.mode === 'serve' ? opts.config.poolSize : 2,
       idleTimeoutMillis: 30_000,
     });
-    const where = `${opts.config.display} (schema ${opts.config.schema})`;
+    const where = spoolLocation(opts.config);
     let client: pg.PoolClient;
     try {
       client = await pool.connect();
@@ -186,12 +192,8 @@ export class PostgresSpool implements Spool {
         version = (await migrate(client, opts.config.schema)).to;
       } else {
         version = await schemaVersionOf(client);
-        if (version !== PG_SCHEMA_VERSION)
-          throw new PgSchemaVersionError(
-            version === 0
-              ? `No pd-relay spool in schema "${opts.config.schema}" yet: the relay has not run with this database`
-              : `Expected spool schema version ${PG_SCHEMA_VERSION}, got ${version}: run \`pd-relay serve\` of a matching version once to migrate it`,
-          );
+        const problem = schemaVersionProblem(opts.config.schema, version);
+        if (problem !== null) throw new PgSchemaVersionError(problem);
       }
     } catch (err) {
       client.release();
@@ -986,17 +988,4 @@ function toStored(r: EventRow): StoredEvent {
     body: JSON.parse(r.body) as EventBody,
     lastError: r.last_error,
   };
-}
-
-/** Why a connection failed, with what usually fixes it. */
-function connectHint(err: unknown, config: PostgresConfig): string {
-  const text = describePgError(err);
-  if (/does not support SSL/i.test(text))
-    return `${text} (set spool.postgres.sslmode: disable for a server without TLS)`;
-  if (/self.signed|unable to verify|certificate/i.test(text) && config.sslmode !== 'require')
-    return `${text} (check spool.postgres.caFile: for RDS, Amazon's global-bundle.pem)`;
-  if (/no pg_hba.conf entry.*no encryption/i.test(text))
-    return `${text} (the server requires TLS: set spool.postgres.sslmode: require or verify-full)`;
-  if (/password authentication failed/i.test(text)) return `${text} (check the user and password in the URL)`;
-  return text;
 }
