@@ -145,7 +145,7 @@ describe('Grafana dashboard', () => {
     expect(r.status).toBe(0);
   });
 
-  it('covers intake, deliveries, latency, queue depth and age, rate-limit waits, dead letters and reloads', () => {
+  it('covers intake, deliveries, latency, queue depth and age, rate-limit waits, dead letters, reloads and replicas', () => {
     const used = new Set(targets.flatMap(({ target }) => scanPromQL(target.expr).metrics));
     for (const m of [
       'pdrelay_sns_messages_total',
@@ -162,6 +162,11 @@ describe('Grafana dashboard', () => {
       'pdrelay_config_last_reload_successful',
       'pdrelay_config_last_reload_success_timestamp_seconds',
       'pdrelay_last_message_timestamp_seconds',
+      'pdrelay_delivery_keys_owned',
+      'pdrelay_delivery_keys_unowned',
+      'pdrelay_delivery_key_ownership_changes_total',
+      'pdrelay_spool_database_up',
+      'pdrelay_spool_database_errors_total',
     ]) {
       expect(used.has(m), m).toBe(true);
     }
