@@ -333,14 +333,17 @@ describe('docs/metrics.md against a running relay', () => {
     expect(lint.status).toBe(0);
   });
 
-  it('has PromQL examples that parse and use only documented metrics and labels', () => {
+  it('has PromQL examples, here and in the runbooks, that parse and use only documented metrics and labels', () => {
     requireTool('promtool', ['--version'], PROMTOOL_INSTALL);
-    const blocks = codeBlocks(doc).filter((b) => b.lang === 'promql');
-    expect(blocks.length).toBeGreaterThan(0);
+    const blocks = [doc, requireDoc('docs/operations.md')].flatMap((d) =>
+      codeBlocks(d).filter((b) => b.lang === 'promql'),
+    );
+    expect(blocks.filter((b) => b.doc === 'docs/metrics.md').length).toBeGreaterThan(0);
+    expect(blocks.filter((b) => b.doc === 'docs/operations.md').length).toBeGreaterThan(0);
     const catalogue = new Map<string, MetricSpec>([['up', { type: 'gauge', labels: [] }]]);
     for (const [name, d] of documented)
       catalogue.set(name, { type: d.type as MetricSpec['type'], labels: d.labels });
-    for (const b of blocks) expect(checkPromQL(b.text, catalogue), `docs/metrics.md:${b.line}`).toEqual([]);
+    for (const b of blocks) expect(checkPromQL(b.text, catalogue), `${b.doc}:${b.line}`).toEqual([]);
     // promtool parses each expression as a recording rule.
     const t = tempDir();
     try {

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
-import { checkPromQL, type MetricSpec, relayCatalogue } from './metric-catalogue.js';
+import { checkPromQL, KUBE_STATE_METRICS, type MetricSpec, relayCatalogue } from './metric-catalogue.js';
 import { PROMTOOL_INSTALL, REPO_ROOT, requireTool } from './tools.js';
 
 interface Rule {
@@ -66,15 +66,36 @@ describe('PrometheusRule', () => {
     expect(r.status, r.output).toBe(0);
   });
 
-  it('fails its unit tests when a threshold moves (the tests can fail)', () => {
-    const groups = structuredClone(manifest.spec.groups);
-    const delayed = groups.flatMap((g) => g.rules).find((r) => r.alert === 'PdRelayDeliveryDelayed');
-    expect(delayed?.expr).toContain('> 300');
-    if (delayed) delayed.expr = delayed.expr.replace('> 300', '> 3000');
-    const r = promtool(['test', 'rules', 'alerts.test.yaml'], groups);
-    expect(r.status).toBe(1);
-    expect(r.output).toContain('alertname: PdRelayDeliveryDelayed');
-  });
+  // Each change must make a unit test of its alert fail: a threshold, a duration, or a part of the
+  // expression that a case exists for.
+  it.each([
+    ['PdRelayDeliveryDelayed', 'expr', '> 300', '> 3000'],
+    [
+      'PdRelayNotReady',
+      'expr',
+      'kube_deployment_status_replicas_available',
+      'kube_deployment_status_replicas',
+    ],
+    ['PdRelayDatabaseUnreachable', 'for', '1m', '3m'],
+    ['PdRelayKeyUnowned', 'expr', '> 0', '> 2'],
+    ['PdRelayKeyUnowned', 'for', '2m', '30s'],
+    ['PdRelayKeyUnowned', 'expr', 'pdrelay_spool_database_up == 1', 'pdrelay_spool_database_up >= 0'],
+    ['PdRelayKeyLeasesFlapping', 'expr', '> 2', '> 3'],
+    ['PdRelayKeyLeasesFlapping', 'expr', '> 2', '> 1'],
+    ['PdRelayKeyLeasesFlapping', 'expr', 'changes(', 'increase('],
+  ] as const)(
+    'fails its unit tests when %s %s moves from "%s" to "%s" (the tests can fail)',
+    (alert, field, from, to) => {
+      const groups = structuredClone(manifest.spec.groups);
+      const rule = groups.flatMap((g) => g.rules).find((r) => r.alert === alert);
+      const value = rule?.[field];
+      expect(value).toContain(from);
+      if (rule && value) rule[field] = value.replace(from, to);
+      const r = promtool(['test', 'rules', 'alerts.test.yaml'], groups);
+      expect(r.status).toBe(1);
+      expect(r.output).toContain(`alertname: ${alert}`);
+    },
+  );
 
   it('every alert has a unit test where it fires and one where it stays silent', () => {
     const cases = TEST_FILES.flatMap((f) => {
@@ -109,10 +130,11 @@ describe('PrometheusRule', () => {
   });
 
   it("expressions use only the relay's metrics and labels (kube-state-metrics for readiness)", async () => {
-    const catalogue = new Map<string, MetricSpec>(await relayCatalogue());
-    // PdRelayNotReady reads the StatefulSet's status from kube-state-metrics.
-    catalogue.set('kube_statefulset_status_replicas_ready', { type: 'gauge', labels: ['statefulset'] });
-    catalogue.set('kube_statefulset_replicas', { type: 'gauge', labels: ['statefulset'] });
+    // PdRelayNotReady reads the StatefulSet's or the Deployment's status from kube-state-metrics.
+    const catalogue = new Map<string, MetricSpec>([
+      ...(await relayCatalogue()),
+      ...Object.entries(KUBE_STATE_METRICS),
+    ]);
     const problems = alerts.flatMap((a) => checkPromQL(a.expr, catalogue).map((p) => `${a.alert}: ${p}`));
     expect(problems).toEqual([]);
   });

@@ -105,6 +105,31 @@ describe('Grafana dashboard', () => {
     ]);
   });
 
+  it('the check takes the operands of a top-level `or` each with its own labels, and no further', () => {
+    // Each operand is right about its own metric.
+    const union =
+      'sum by (route) (pdrelay_queue_depth) or sum by (result) (rate(pdrelay_sns_messages_total{type="Notification"}[5m]))';
+    expect(checkPromQL(union, catalogue)).toEqual([]);
+    expect(checkPromQL('(pdrelay_queue_depth) or vector(0)', catalogue)).toEqual([]);
+    // A wrong label inside one operand is still found.
+    expect(checkPromQL(`(${union}) or max by (key) (pdrelay_dead_letters)`, catalogue)).toEqual([
+      'label key is not a label of pdrelay_dead_letters',
+    ]);
+    // Inside an aggregation, and with `or on (...)`, the labels concern both sides.
+    expect(checkPromQL(`sum by (route) (${union})`, catalogue)).toEqual([
+      'label type is not a label of pdrelay_queue_depth',
+      'label route is not a label of pdrelay_sns_messages_total',
+      'label result is not a label of pdrelay_queue_depth',
+    ]);
+    expect(checkPromQL('pdrelay_queue_depth or on (route) pdrelay_dead_letters', catalogue)).toEqual([
+      'label route is not a label of pdrelay_dead_letters',
+    ]);
+    // An `or` in a string or a name is no union.
+    expect(checkPromQL('pdrelay_sns_messages_total{result="a or b"} or_x', catalogue)).toEqual([
+      'unknown metric or_x',
+    ]);
+  });
+
   it('every query is valid PromQL (promtool check rules)', () => {
     requireTool('promtool', ['--version'], PROMTOOL_INSTALL);
     const rules = targets.map(({ panel, target }) => ({
@@ -120,7 +145,7 @@ describe('Grafana dashboard', () => {
     expect(r.status).toBe(0);
   });
 
-  it('covers intake, deliveries, latency, queue depth and age, rate-limit waits, dead letters and reloads', () => {
+  it('covers intake, deliveries, latency, queue depth and age, rate-limit waits, dead letters, reloads and replicas', () => {
     const used = new Set(targets.flatMap(({ target }) => scanPromQL(target.expr).metrics));
     for (const m of [
       'pdrelay_sns_messages_total',
@@ -137,6 +162,11 @@ describe('Grafana dashboard', () => {
       'pdrelay_config_last_reload_successful',
       'pdrelay_config_last_reload_success_timestamp_seconds',
       'pdrelay_last_message_timestamp_seconds',
+      'pdrelay_delivery_keys_owned',
+      'pdrelay_delivery_keys_unowned',
+      'pdrelay_delivery_key_ownership_changes_total',
+      'pdrelay_spool_database_up',
+      'pdrelay_spool_database_errors_total',
     ]) {
       expect(used.has(m), m).toBe(true);
     }

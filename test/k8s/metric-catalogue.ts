@@ -30,6 +30,25 @@ export const RELAY_METRICS: Readonly<Record<string, MetricSpec>> = {
   pdrelay_config_last_reload_success_timestamp_seconds: { type: 'gauge', labels: [] },
   pdrelay_last_message_timestamp_seconds: { type: 'gauge', labels: ['endpoint'] },
   pdrelay_build_info: { type: 'gauge', labels: ['version', 'node'] },
+  // Several replicas on PostgreSQL (spool.postgres).
+  pdrelay_spool_database_up: { type: 'gauge', labels: [] },
+  pdrelay_spool_database_errors_total: { type: 'counter', labels: ['operation'] },
+  pdrelay_delivery_keys_owned: { type: 'gauge', labels: [] },
+  pdrelay_delivery_keys_unowned: { type: 'gauge', labels: [] },
+  pdrelay_delivery_key_ownership_changes_total: { type: 'counter', labels: ['change'] },
+};
+
+/**
+ * The kube-state-metrics series PdRelayNotReady reads: the one-replica StatefulSet
+ * (k8s/base/statefulset.yaml) and the Deployment of k8s/overlays/ha. kube-state-metrics labels each
+ * with `namespace` and the object's name (`statefulset`, `deployment`). A Deployment's
+ * `_available` counts the pods ready for at least its minReadySeconds.
+ */
+export const KUBE_STATE_METRICS: Readonly<Record<string, MetricSpec>> = {
+  kube_statefulset_status_replicas_ready: { type: 'gauge', labels: ['statefulset'] },
+  kube_statefulset_replicas: { type: 'gauge', labels: ['statefulset'] },
+  kube_deployment_status_replicas_available: { type: 'gauge', labels: ['deployment'] },
+  kube_deployment_spec_replicas: { type: 'gauge', labels: ['deployment'] },
 };
 
 /**
@@ -101,28 +120,87 @@ function lookup(
 }
 
 /**
- * Problems with one expression: metrics not in the catalogue, and labels that not every metric of
- * the expression carries (a `sum by (route)` over a metric without `route` silently yields one
- * series with an empty label).
+ * The operands of a union at the top level of an expression (`(A) or (B)`: [`(A)`, `(B)`]; anything
+ * else: the whole expression). A union's operands keep their own labels, so each is checked on its
+ * own: one may read a StatefulSet's series by `statefulset`, the other a Deployment's by
+ * `deployment`. Not split: `or on (...)` / `or ignoring (...)`, whose labels concern both sides, and
+ * a union inside an aggregation or a function, where `by (...)` applies to both.
  */
-export function checkPromQL(expr: string, catalogue: ReadonlyMap<string, MetricSpec>, legend = ''): string[] {
-  const { metrics, labels } = scanPromQL(expr);
-  // A Grafana legend is free text with {{label}} placeholders.
-  for (const m of legend.matchAll(/\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}/g)) labels.push(m[1] as string);
-  const problems: string[] = [];
-  const found = [];
-  for (const name of metrics) {
-    const entry = lookup(catalogue, name);
-    if (entry) found.push({ name, ...entry });
-    else problems.push(`unknown metric ${name}`);
-  }
-  if (found.length === 0 && problems.length === 0) problems.push('no metric at all');
-  for (const label of labels) {
-    if (TARGET_LABELS.includes(label)) continue;
-    for (const f of found) {
-      const ok = f.spec.labels.includes(label) || (label === 'le' && f.bucket);
-      if (!ok) problems.push(`label ${label} is not a label of ${f.name}`);
+export function unionOperands(expr: string): string[] {
+  const text = blankStrings(expr);
+  const cuts: Array<[number, number]> = [];
+  let depth = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i] as string;
+    if ('([{'.includes(c)) depth++;
+    else if (')]}'.includes(c)) depth--;
+    else if (depth === 0 && /^or\b/i.test(text.slice(i)) && !/\w/.test(text[i - 1] ?? '')) {
+      if (/^or\s+(on|ignoring)\s*\(/i.test(text.slice(i))) return [expr];
+      cuts.push([i, i + 2]);
     }
   }
-  return problems;
+  const parts: string[] = [];
+  let from = 0;
+  for (const [start, end] of cuts) {
+    parts.push(expr.slice(from, start));
+    from = end;
+  }
+  parts.push(expr.slice(from));
+  // `(A or B)` is `A or B`: an operand wholly in parentheses is split in turn.
+  return parts.flatMap((part) => {
+    const inner = unparenthesised(part);
+    return inner === undefined ? [part] : unionOperands(inner);
+  });
+}
+
+/** `expr` with its string literals blanked, same length: an `or` or a bracket in one does not count. */
+function blankStrings(expr: string): string {
+  return expr.replace(/"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|`[^`]*`/g, (m) => ' '.repeat(m.length));
+}
+
+/** What is inside the parentheses that wrap all of `expr`, or undefined when they do not. */
+function unparenthesised(expr: string): string | undefined {
+  const t = expr.trim();
+  if (!t.startsWith('(') || !t.endsWith(')')) return undefined;
+  const text = blankStrings(t);
+  let depth = 0;
+  for (let i = 0; i < text.length; i++) {
+    if (text[i] === '(') depth++;
+    else if (text[i] === ')' && --depth === 0 && i < text.length - 1) return undefined;
+  }
+  return t.slice(1, -1);
+}
+
+/**
+ * Problems with one expression: metrics not in the catalogue, and labels that not every metric of
+ * the expression carries (a `sum by (route)` over a metric without `route` silently yields one
+ * series with an empty label). The operands of a top-level `or` are checked each on its own.
+ */
+export function checkPromQL(expr: string, catalogue: ReadonlyMap<string, MetricSpec>, legend = ''): string[] {
+  // A Grafana legend is free text with {{label}} placeholders; it applies to every operand.
+  const legendLabels = [...legend.matchAll(/\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}/g)].map(
+    (m) => m[1] as string,
+  );
+  const problems: string[] = [];
+  let metricsSeen = 0;
+  for (const part of unionOperands(expr)) {
+    const { metrics, labels } = scanPromQL(part);
+    const found = [];
+    for (const name of metrics) {
+      const entry = lookup(catalogue, name);
+      if (entry) found.push({ name, ...entry });
+      else problems.push(`unknown metric ${name}`);
+    }
+    metricsSeen += metrics.length;
+    for (const label of [...labels, ...legendLabels]) {
+      if (TARGET_LABELS.includes(label)) continue;
+      for (const f of found) {
+        const ok = f.spec.labels.includes(label) || (label === 'le' && f.bucket);
+        if (!ok) problems.push(`label ${label} is not a label of ${f.name}`);
+      }
+    }
+  }
+  // `X or vector(0)` is fine; an expression without any metric is not.
+  if (metricsSeen === 0) problems.push('no metric at all');
+  return [...new Set(problems)];
 }
