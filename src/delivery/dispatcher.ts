@@ -170,6 +170,11 @@ export class Dispatcher {
   async stop(drainTimeoutMs: number): Promise<{ drained: boolean }> {
     this.#stopping = true;
     const lanes = [...this.#lanes.values()];
+    if (lanes.length)
+      this.#o.metrics.keysOwnership(
+        'released',
+        lanes.map((l) => l.key.alias),
+      );
     for (const lane of lanes) {
       if (lane.timer) clearTimeout(lane.timer);
       lane.timer = undefined;

@@ -479,6 +479,8 @@ export class LeaseOwnership implements KeyOwnership {
   /** Stops sending for every key at once: another replica may take them once the lease lapses. */
   #lose(problem: string): void {
     this.#validUntil = 0;
+    // What it last saw of the others is stale from now on.
+    this.#unowned = 0;
     if (this.#owned.size) {
       const lost = [...this.#owned];
       this.#owned.clear();
