@@ -7,96 +7,128 @@ import { PoolKeyAssigner, pickForDedupKey } from '../../src/delivery/key-assigne
 import { KeyRing } from '../../src/delivery/key-ring.js';
 import { MAX_EVENT_BYTES } from '../../src/pagerduty/limits.js';
 import type { OutboundEvent } from '../../src/rules/types.js';
-import { SqliteSpool } from '../../src/spool/sqlite/spool.js';
+import { openAdminSpool, openServingSpool } from '../../src/spool/open.js';
 import { SpoolUnavailableError } from '../../src/spool/types.js';
 import { alarmEvent, entry, type TestRoute, tempDir, testConfig } from '../helpers/delivery.js';
 import { type AcceptedEvent, FakePagerDuty, testRoutingKey } from '../helpers/fake-pagerduty.js';
 import { captureLogger } from '../helpers/log.js';
+import { testDatabase } from '../helpers/postgres.js';
+import { postgresSpoolConfig, silentObserver } from '../spool/backends.js';
 
 const KEYS = [1, 2, 3, 4, 5].map((n) => testRoutingKey(`pool${n}`));
 const keysOf = (...ns: number[]) => ns.map((n) => ({ alias: `key-${n}`, key: KEYS[n - 1] as string }));
 
-let tmp: ReturnType<typeof tempDir>;
-let fake: FakePagerDuty;
-let running: Delivery[] = [];
-beforeEach(async () => {
-  tmp = tempDir();
-  fake = await FakePagerDuty.start({ windowMs: 500, limit: 20 });
-});
-afterEach(async () => {
-  for (const d of running) await d.stop(0);
-  running = [];
-  await fake.close();
-  tmp.cleanup();
-});
-
-function config(routes: Record<string, TestRoute>, delivery: Record<string, number> = {}): Config {
-  return testConfig({
-    dir: tmp.dir,
-    url: fake.url,
-    routes,
-    delivery: { rateWindowMs: fake.windowMs, minBackoffMs: 5, maxBackoffMs: 100, ...delivery },
-  });
-}
-
-async function start(cfg: Config) {
-  const log = captureLogger('debug');
-  const registry = new Registry();
-  const delivery = await createDelivery(cfg, {
-    logger: log.logger,
-    registry,
-    pollIntervalMs: 25,
-    spoolProbeIntervalMs: 25,
-  });
-  delivery.start();
-  running.push(delivery);
-  return { delivery, registry, log };
-}
-
-async function stop(delivery: Delivery): Promise<void> {
-  await delivery.stop(1000);
-  running = running.filter((d) => d !== delivery);
-}
-
-async function metric(
-  registry: Registry,
-  name: string,
-  labels: Record<string, string> = {},
-): Promise<number> {
-  const m = registry.getSingleMetric(name);
-  if (!m) return 0;
-  const { values } = await m.get();
-  return values
-    .filter((v) => Object.entries(labels).every(([k, want]) => v.labels[k] === want))
-    .reduce((sum, v) => sum + v.value, 0);
-}
-
-/** Commits each event as its own SNS message, concurrently. */
 /**
- * Waits until the relay has recorded `n` delivered events. FakePagerDuty counts an event when it
- * answers 202; the relay counts it when the answer arrives, a moment later.
+ * Dispatch runs the same on both spools: every scenario below runs on the SQLite file and on a
+ * PostgreSQL database of its own (where this process owns every key after its first lease).
  */
-async function deliveredCount(registry: Registry, n: number): Promise<number> {
-  const deadline = Date.now() + 5_000;
-  let seen = await metric(registry, 'pdrelay_events_total', { outcome: 'delivered' });
-  while (seen < n && Date.now() < deadline) {
-    await new Promise((r) => setTimeout(r, 20));
-    seen = await metric(registry, 'pdrelay_events_total', { outcome: 'delivered' });
+describe.each(['SQLite', 'PostgreSQL'] as const)('delivery to PagerDuty on %s', (backend) => {
+  let tmp: ReturnType<typeof tempDir>;
+  let fake: FakePagerDuty;
+  let running: Delivery[] = [];
+  /** The spool section of every config of the test (the SQLite file in tmp.dir, or a database). */
+  let spoolSection: Record<string, unknown> = {};
+  let dropDatabase: (() => Promise<void>) | undefined;
+  beforeEach(async () => {
+    tmp = tempDir();
+    fake = await FakePagerDuty.start({ windowMs: 500, limit: 20 });
+    spoolSection = {};
+    dropDatabase = undefined;
+    if (backend === 'PostgreSQL') {
+      const db = await testDatabase('dispatch');
+      spoolSection = { postgres: postgresSpoolConfig(db.url) };
+      dropDatabase = db.drop;
+    }
+  });
+  afterEach(async () => {
+    for (const d of running) await d.stop(0);
+    running = [];
+    await fake.close();
+    await dropDatabase?.();
+    tmp.cleanup();
+  });
+
+  function config(routes: Record<string, TestRoute>, delivery: Record<string, number> = {}): Config {
+    return testConfig({
+      dir: tmp.dir,
+      url: fake.url,
+      routes,
+      delivery: { rateWindowMs: fake.windowMs, minBackoffMs: 5, maxBackoffMs: 100, ...delivery },
+      spool: spoolSection,
+    });
   }
-  return seen;
-}
 
-function commitAll(delivery: Delivery, events: OutboundEvent[]) {
-  return Promise.all(events.map((e) => delivery.sink.commit(entry([e]))));
-}
+  /** The spool of `cfg` as `serve` opens it, to prepare what a test starts from. */
+  async function serving(cfg: Config, now: () => number = Date.now) {
+    return openServingSpool(cfg, {
+      assigner: new PoolKeyAssigner(new KeyRing(cfg.routes)),
+      observer: silentObserver(),
+      now,
+    });
+  }
 
-function byDedup(events: readonly AcceptedEvent[]) {
-  const map = new Map<string, AcceptedEvent[]>();
-  for (const e of events) map.set(e.dedupKey as string, [...(map.get(e.dedupKey as string) ?? []), e]);
-  return map;
-}
+  /** Waits until the delivery owns (and has loaded) the lanes of `n` keys: at once on SQLite, after the first lease on PostgreSQL. */
+  async function owning(delivery: Delivery, n: number): Promise<void> {
+    await expect.poll(async () => (await delivery.stats()).lanes.length, { timeout: 10_000 }).toBe(n);
+  }
 
-describe('delivery to PagerDuty', () => {
+  async function start(cfg: Config) {
+    const log = captureLogger('debug');
+    const registry = new Registry();
+    const delivery = await createDelivery(cfg, {
+      logger: log.logger,
+      registry,
+      pollIntervalMs: 25,
+      spoolProbeIntervalMs: 25,
+    });
+    delivery.start();
+    running.push(delivery);
+    return { delivery, registry, log };
+  }
+
+  async function stop(delivery: Delivery): Promise<void> {
+    await delivery.stop(1000);
+    running = running.filter((d) => d !== delivery);
+  }
+
+  async function metric(
+    registry: Registry,
+    name: string,
+    labels: Record<string, string> = {},
+  ): Promise<number> {
+    const m = registry.getSingleMetric(name);
+    if (!m) return 0;
+    const { values } = await m.get();
+    return values
+      .filter((v) => Object.entries(labels).every(([k, want]) => v.labels[k] === want))
+      .reduce((sum, v) => sum + v.value, 0);
+  }
+
+  /** Commits each event as its own SNS message, concurrently. */
+  /**
+   * Waits until the relay has recorded `n` delivered events. FakePagerDuty counts an event when it
+   * answers 202; the relay counts it when the answer arrives, a moment later.
+   */
+  async function deliveredCount(registry: Registry, n: number): Promise<number> {
+    const deadline = Date.now() + 5_000;
+    let seen = await metric(registry, 'pdrelay_events_total', { outcome: 'delivered' });
+    while (seen < n && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 20));
+      seen = await metric(registry, 'pdrelay_events_total', { outcome: 'delivered' });
+    }
+    return seen;
+  }
+
+  function commitAll(delivery: Delivery, events: OutboundEvent[]) {
+    return Promise.all(events.map((e) => delivery.sink.commit(entry([e]))));
+  }
+
+  function byDedup(events: readonly AcceptedEvent[]) {
+    const map = new Map<string, AcceptedEvent[]>();
+    for (const e of events) map.set(e.dedupKey as string, [...(map.get(e.dedupKey as string) ?? []), e]);
+    return map;
+  }
+
   it('delivers 100 alarms that fire and clear across 4 keys through 30% of 503s: resolves follow their triggers, keys spread, no 429', async () => {
     fake.failPercent(0.3);
     const { delivery, registry } = await start(
@@ -329,14 +361,13 @@ describe('delivery to PagerDuty', () => {
       dir: tmp.dir,
       url: fake.url,
       routes: { default: { keys: keysOf(1) } },
-      spool: { openAlertRetentionDays: 2 },
+      spool: { ...spoolSection, openAlertRetentionDays: 2 },
     });
-    const ring = new KeyRing(cfg.routes);
-    const spool = new SqliteSpool({ dir: tmp.dir, assigner: new PoolKeyAssigner(ring), now: () => T });
+    const spool = await serving(cfg, () => T);
     await spool.commit(entry([alarmEvent('trigger', 'never-resolved')]));
     // Delivered already (what the relay's dispatcher would have done), the alert still open.
     for (const p of await spool.pending()) spool.delivered(p);
-    spool.closeNow();
+    await spool.close();
 
     let now = T + 2 * 86_400_000 - 1;
     const log = captureLogger('debug');
@@ -377,9 +408,9 @@ describe('delivery to PagerDuty', () => {
     const cfg = config({ default: { keys: keysOf(1), ratePerMinute: 1 } }, { rateWindowMs: windowMs });
     const T = 1_700_000_000_000;
     const ring = new KeyRing(cfg.routes);
-    const spool = new SqliteSpool({ dir: tmp.dir, assigner: new PoolKeyAssigner(ring) });
+    const spool = await serving(cfg);
     spool.recordSend(ring.keysOf('default')[0]?.fp as string, T, 0);
-    spool.closeNow();
+    await spool.close();
 
     const log = captureLogger('debug');
     const delivery = await createDelivery(cfg, {
@@ -405,10 +436,10 @@ describe('delivery to PagerDuty', () => {
     const slow = await FakePagerDuty.start({ windowMs: 2000, limit });
     const at = (c: Config): Config => ({ ...c, pagerduty: { ...c.pagerduty, url: slow.url } });
     try {
-      const spool = new SqliteSpool({ dir: tmp.dir, assigner: new PoolKeyAssigner(new KeyRing(cfg.routes)) });
+      const spool = await serving(cfg);
       const backlog = Array.from({ length: limit + 4 }, (_, i) => alarmEvent('trigger', `crash-${i}`));
       await Promise.all(backlog.map((e) => spool.commit(entry([e]))));
-      spool.closeNow();
+      await spool.close();
       for (const e of backlog.slice(0, 2)) {
         const res = await fetch(`${slow.url}/v2/enqueue`, {
           method: 'POST',
@@ -465,14 +496,14 @@ describe('delivery to PagerDuty', () => {
     });
 
     fake.rejectWhen(null);
-    const cli = new SqliteSpool({ dir: tmp.dir, readonly: true });
+    const cli = await openAdminSpool(config({ default: { keys: [] } }), { write: false });
     expect(await cli.deadLetters()).toMatchObject([
       { reason: 'rejected', detail: "400: 'payload.custom_details' cannot be parsed" },
     ]);
-    cli.closeNow();
-    const writer = new SqliteSpool({ dir: tmp.dir });
+    await cli.close();
+    const writer = await openAdminSpool(config({ default: { keys: [] } }), { write: true });
     expect(await writer.retryDeadLetters()).toBe(1);
-    writer.closeNow();
+    await writer.close();
     await fake.waitFor((f) => f.accepted.length === 3, 5000, 'the retried dead letter');
     expect(fake.accepted[2]?.dedupKey).toBe('p1');
     expect(fake.count(400)).toBe(1);
@@ -487,7 +518,7 @@ describe('delivery to PagerDuty', () => {
       Array.from({ length: 6 }, () => alarmEvent('trigger', null)),
     );
     await expect.poll(async () => (await delivery.stats()).counts?.deadLetters, { timeout: 5000 }).toBe(3);
-    expect(fake.accepted).toHaveLength(3);
+    await fake.waitFor((f) => f.accepted.length === 3, 5000, 'the other key’s three events');
     const errors = log
       .lines()
       .filter((l) => l.level === 'error' && String(l.msg).startsWith('PagerDuty refused the routing key'));
@@ -525,9 +556,9 @@ describe('delivery to PagerDuty', () => {
     );
     await delivery.sink.commit(entry([alarmEvent('trigger', 'old')]));
     await expect.poll(async () => (await delivery.stats()).counts?.deadLetters, { timeout: 5000 }).toBe(1);
-    const spool = new SqliteSpool({ dir: tmp.dir, readonly: true });
+    const spool = await openAdminSpool(config({ default: { keys: [] } }), { write: false });
     const [letter] = await spool.deadLetters();
-    spool.closeNow();
+    await spool.close();
     expect(letter?.reason).toBe('expired');
     expect(letter?.detail).toMatch(
       /^Still failing after \d+ attempts over 1s \(delivery.maxAgeSeconds 1\): 503: Service unavailable$/,
@@ -549,18 +580,21 @@ describe('delivery to PagerDuty', () => {
     expect(fake.accepted[0]?.dedupKey).toBe('slow');
   });
 
-  it('reports the spool as not ready while it cannot be written, and recovers', async () => {
-    const { delivery } = await start(config({ default: { keys: keysOf(1) } }));
-    const other = new BetterSqlite3(`${tmp.dir}/spool.db`);
-    other.exec('BEGIN IMMEDIATE');
-    await expect(delivery.sink.commit(entry([alarmEvent('trigger', 'x')]))).rejects.toBeInstanceOf(
-      SpoolUnavailableError,
-    );
-    expect(delivery.readiness()).toMatch(/^Spool not writable: SQLITE_BUSY/);
-    other.exec('COMMIT');
-    other.close();
-    await expect.poll(() => delivery.readiness(), { timeout: 5000 }).toBeNull();
-  });
+  it.runIf(backend === 'SQLite')(
+    'reports the spool as not ready while it cannot be written, and recovers',
+    async () => {
+      const { delivery } = await start(config({ default: { keys: keysOf(1) } }));
+      const other = new BetterSqlite3(`${tmp.dir}/spool.db`);
+      other.exec('BEGIN IMMEDIATE');
+      await expect(delivery.sink.commit(entry([alarmEvent('trigger', 'x')]))).rejects.toBeInstanceOf(
+        SpoolUnavailableError,
+      );
+      expect(delivery.readiness()).toMatch(/^Spool not writable: SQLITE_BUSY/);
+      other.exec('COMMIT');
+      other.close();
+      await expect.poll(() => delivery.readiness(), { timeout: 5000 }).toBeNull();
+    },
+  );
 
   it('spreads events without a dedup key over the least-loaded keys, also for a backlog committed before start', async () => {
     const log = captureLogger();
@@ -569,9 +603,11 @@ describe('delivery to PagerDuty', () => {
       registry: new Registry(),
     });
     running.push(delivery);
+    await owning(delivery, 4);
     // One at a time: each commit is its own transaction, so only the queue depths can spread them.
     for (let i = 0; i < 12; i++) await delivery.sink.commit(entry([alarmEvent('trigger', null)]));
-    expect((await delivery.stats()).lanes.map((l) => l.depth)).toEqual([3, 3, 3, 3]);
+    // (On PostgreSQL an event reaches its lane through a notification, a moment after its commit.)
+    await expect.poll(async () => (await delivery.stats()).lanes.map((l) => l.depth)).toEqual([3, 3, 3, 3]);
     expect(fake.arrivals).toBe(0);
     delivery.start();
     await fake.waitFor((f) => f.accepted.length === 12, 5000, 'the backlog');
@@ -583,9 +619,9 @@ describe('delivery to PagerDuty', () => {
     await first.delivery.sink.commit(entry([alarmEvent('trigger', 'ops-1', { route: 'ops' })]));
     expect((await first.delivery.stats()).counts?.deadLetters).toBe(1);
     await stop(first.delivery);
-    const writer = new SqliteSpool({ dir: tmp.dir });
+    const writer = await openAdminSpool(config({ default: { keys: [] } }), { write: true });
     expect(await writer.retryDeadLetters()).toBe(1);
-    writer.closeNow();
+    await writer.close();
     const { registry } = await start(config({ default: { keys: keysOf(1) }, ops: { keys: keysOf(2) } }));
     await fake.waitFor((f) => f.accepted.length === 1, 5000, 'the retried event');
     expect(fake.accepted[0]).toMatchObject({ routingKey: KEYS[1], dedupKey: 'ops-1' });

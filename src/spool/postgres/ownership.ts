@@ -363,9 +363,9 @@ export class LeaseOwnership implements KeyOwnership {
   }
 
   /**
-   * Keys with pending events that no replica can dispatch: configured nowhere (any more), or never
-   * a key (a no_route dead letter retried). Once one has stayed so for two leases, its events are
-   * moved to configured keys (OwnershipHandlers.orphaned), by whichever replica sees it first.
+   * Keys with pending events that no replica can dispatch: configured on no live replica (any
+   * more), or never a key (a no_route dead letter retried). Seen so on two looks in a row, its
+   * events are moved to configured keys (OwnershipHandlers.orphaned) by the replica that saw it.
    */
   async #strayKeys(
     client: pg.Client,
@@ -395,8 +395,9 @@ export class LeaseOwnership implements KeyOwnership {
       if (servable) continue;
       const since = this.#strays.get(fp) ?? now;
       this.#strays.set(fp, since);
-      // Never a key, or nobody has been configured with it for two leases.
-      if (fp !== '' && owners.has(fp) && now - since < 2 * this.#t.leaseMs) continue;
+      // Never a key, or no live replica configured with it on two looks in a row (one look could
+      // be a replica's renewal that had not landed yet).
+      if (fp !== '' && owners.has(fp) && now - since < this.#t.tickMs) continue;
       const reported = this.#reported.get(fp);
       if (reported !== undefined && now - reported < 30_000) continue;
       this.#reported.set(fp, now);
