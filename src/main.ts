@@ -70,26 +70,28 @@ export async function startRelay(initial: Config, opts: StartOptions = {}): Prom
   // once; sections that hold live resources (ports, spool, key pools, PagerDuty client) need a
   // restart, which the reload says. Rules are checked against the routes actually running.
   let watcher: RulePathWatcher | undefined;
-  const holder = RuleSetHolder.load({
-    load: () => loadForReload(config, logger),
-    engine: {
-      instruments: createRulesInstruments(registry, logger),
-      onTruncation: (fields, event) =>
-        delivery.metrics.truncated(fields, { route: event.route, rule: event.rule, action: event.action }),
-    },
-    instruments: createReloadInstruments(registry, logger),
-    onSwap: (next) => {
-      if (!next.config) return;
-      config = next.config;
-      ingress.update({
-        topics: config.sns.topics,
-        autoConfirm: config.sns.autoConfirm,
-        basicAuth: config.server.basicAuth,
-      });
-      logger.level = config.log.level;
-      watcher?.setPaths(config.rules.paths);
-    },
-  });
+  const holder = await stopOnThrow(delivery, () =>
+    RuleSetHolder.load({
+      load: () => loadForReload(config, logger),
+      engine: {
+        instruments: createRulesInstruments(registry, logger),
+        onTruncation: (fields, event) =>
+          delivery.metrics.truncated(fields, { route: event.route, rule: event.rule, action: event.action }),
+      },
+      instruments: createReloadInstruments(registry, logger),
+      onSwap: (next) => {
+        if (!next.config) return;
+        config = next.config;
+        ingress.update({
+          topics: config.sns.topics,
+          autoConfirm: config.sns.autoConfirm,
+          basicAuth: config.server.basicAuth,
+        });
+        logger.level = config.log.level;
+        watcher?.setPaths(config.rules.paths);
+      },
+    }),
+  );
 
   const readiness = () => (draining ? 'draining' : delivery.readiness());
   const ingress = createIngressFromConfig(config, {
@@ -322,4 +324,17 @@ function closeServer(server: NodeServer): Promise<void> {
     });
     server.closeIdleConnections();
   });
+}
+
+/**
+ * Runs `build`; if it throws (broken rules at start), stops the delivery first: its spool holds a
+ * lock (SQLite) or key leases (PostgreSQL) that others must not wait out.
+ */
+async function stopOnThrow<T>(delivery: Delivery, build: () => T): Promise<T> {
+  try {
+    return build();
+  } catch (err) {
+    await delivery.stop(0);
+    throw err;
+  }
 }

@@ -112,6 +112,16 @@ export function parseConfig(
 
   let input = source.toJS();
   if (input === null || input === undefined) input = {};
+  // A file that is one string is often a secret saved where the config should be (a routing key,
+  // a database URL): say what it is without repeating it.
+  if (typeof input === 'string') {
+    problems.push({
+      location: source.locate([]),
+      path: '',
+      message: `Expected a mapping, got a value of ${input.length} characters (not shown)`,
+    });
+    return { problems };
+  }
   const parsed = configSchema.safeParse(input, { reportInput: true });
   if (!parsed.success) {
     const unset = new Set(envProblems.map((p) => p.path));

@@ -25,6 +25,11 @@ describe('config problems never echo a misplaced secret', () => {
       'c.yaml:4:21 routes.default.keys[0]: Unknown key of 36 characters (not shown)',
     ],
     [
+      'a whole file that is a key (found by the loader fuzz)',
+      `${KEY}\n`,
+      'c.yaml:1:1 Expected a mapping, got a value of 32 characters (not shown)',
+    ],
+    [
       'basic auth written as one string',
       `server:\n  basicAuth: "sns:${PASSWORD}"\n`,
       'c.yaml:2:14 server.basicAuth: Expected a mapping, got a value of 32 characters (not shown)',

@@ -290,3 +290,31 @@ describe('startRelay wiring', () => {
     expect(log.text()).not.toContain(testRoutingKey(2));
   });
 });
+
+describe('startRelay failing at start', () => {
+  it('releases the spool when the rules are broken, so that a fixed start can take it at once', async () => {
+    const { dir, cleanup } = tempDir();
+    try {
+      mkdirSync(join(dir, 'rules'));
+      writeIn(dir, 'rules/broken.yaml', '- name: broken\n  match: { kind: [json] }\n  action: "{{ oops"\n');
+      const yaml = (paths: string[]) =>
+        [
+          'server: { host: 127.0.0.1, port: 0 }',
+          'metrics: { host: 127.0.0.1, port: 0 }',
+          `sns: { topics: ["${TOPIC}"] }`,
+          `routes: { default: { keys: ["${KEY}"] } }`,
+          `rules: { paths: ${JSON.stringify(paths)}, watch: false }`,
+          'spool: { dir: spool }',
+          '',
+        ].join('\n');
+      const broken = loadConfig({ file: writeIn(dir, 'broken.yaml', yaml(['rules'])), env: {} });
+      await expect(startRelay(broken, { logger: captureLogger().logger })).rejects.toThrow(/^The rules have 1 problem/);
+      // Without the release the spool's file lock would still be held by this process.
+      const fixed = loadConfig({ file: writeIn(dir, 'fixed.yaml', yaml([])), env: {} });
+      const relay = await startRelay(fixed, { logger: captureLogger().logger });
+      await relay.close();
+    } finally {
+      cleanup();
+    }
+  });
+});
