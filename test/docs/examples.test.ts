@@ -183,7 +183,11 @@ function provideFiles(value: unknown, base: string): string[] {
             ? testTls.serverKeyPem
             : k === 'passwordFile'
               ? 'an example password\n'
-              : `${testRoutingKey(`file-${++n}`)}\n`;
+              : k === 'urlFile'
+                ? 'postgres://relay:an-example-password@db.example.com:5432/alerts\n'
+                : k === 'caFile'
+                  ? testTls.caPem
+                  : `${testRoutingKey(`file-${++n}`)}\n`;
       mkdirSync(dirname(join(base, x)), { recursive: true });
       writeFileSync(join(base, x), content);
     }

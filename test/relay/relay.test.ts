@@ -308,7 +308,9 @@ describe('startRelay failing at start', () => {
           '',
         ].join('\n');
       const broken = loadConfig({ file: writeIn(dir, 'broken.yaml', yaml(['rules'])), env: {} });
-      await expect(startRelay(broken, { logger: captureLogger().logger })).rejects.toThrow(/^The rules have 1 problem/);
+      await expect(startRelay(broken, { logger: captureLogger().logger })).rejects.toThrow(
+        /^The rules have 1 problem/,
+      );
       // Without the release the spool's file lock would still be held by this process.
       const fixed = loadConfig({ file: writeIn(dir, 'fixed.yaml', yaml([])), env: {} });
       const relay = await startRelay(fixed, { logger: captureLogger().logger });
