@@ -75,6 +75,11 @@ export type CommitResult =
 export interface OpenAlert {
   keyFp: string;
   triggerId: number;
+  /**
+   * Whether a trigger of it reached PagerDuty (so the alert is open there, on `keyFp`) and no
+   * resolve was delivered since: until then its queued events may still move to another key.
+   */
+  sent: boolean;
 }
 
 /**

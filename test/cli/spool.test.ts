@@ -13,6 +13,7 @@ import { KeyRing } from '../../src/delivery/key-ring.js';
 import { openServingSpool } from '../../src/spool/open.js';
 import { PG_SCHEMA_VERSION } from '../../src/spool/postgres/migrations.js';
 import type { PendingEvent } from '../../src/spool/spool.js';
+import { SPOOL_SCHEMA_VERSION } from '../../src/spool/sqlite/migrations.js';
 import { alarmEvent, entry, tempDir } from '../helpers/delivery.js';
 import { FakePagerDuty, testRoutingKey } from '../helpers/fake-pagerduty.js';
 import { captureIo } from '../helpers/io.js';
@@ -51,9 +52,9 @@ const backends: Backend[] = [
   {
     name: 'SQLite',
     spool: async () => ({ dir: './data' }),
-    header: /^Spool: .*\/data\/spool\.db, schema version 3$/,
+    header: new RegExp(`^Spool: .*/data/spool\\.db, schema version ${SPOOL_SCHEMA_VERSION}$`),
     location: /\/data\/spool\.db$/,
-    schemaVersion: 3,
+    schemaVersion: SPOOL_SCHEMA_VERSION,
     none: /^No spool at .*spool\.db: the relay has not run with this spool\.dir yet\.$/,
     exists: async () => existsSync(join(tmp.dir, 'data')),
   },

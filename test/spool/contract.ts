@@ -211,7 +211,32 @@ export function describeSpoolContract(backend: SpoolBackend): void {
       expect(await spool.openAlert('default', 'flap')).toEqual({
         keyFp: retrigger.keyFp,
         triggerId: retrigger.id,
+        sent: false,
       });
+    });
+
+    it('knows whether an open alert reached PagerDuty: a trigger delivered, until a resolve is', async () => {
+      const { spool } = await place.serve();
+      const first = committed(await spool.commit(entry([alarmEvent('trigger', 'life')])))
+        .events[0] as PendingEvent;
+      expect((await spool.openAlert('default', 'life'))?.sent).toBe(false);
+      spool.delivered(first);
+      await spool.flush();
+      expect((await spool.openAlert('default', 'life'))?.sent).toBe(true);
+      // A repeated trigger while it is open keeps it open there.
+      const again = committed(await spool.commit(entry([alarmEvent('trigger', 'life')])))
+        .events[0] as PendingEvent;
+      expect(await spool.openAlert('default', 'life')).toEqual({
+        keyFp: first.keyFp,
+        triggerId: again.id,
+        sent: true,
+      });
+      const resolve = committed(await spool.commit(entry([alarmEvent('resolve', 'life')])))
+        .events[0] as PendingEvent;
+      spool.delivered(again);
+      spool.delivered(resolve);
+      await spool.flush();
+      expect(await spool.openAlert('default', 'life')).toBeUndefined();
     });
 
     it('flags a resolve whose trigger’s key left the pool as orphaned', async () => {
@@ -414,6 +439,7 @@ export function describeSpoolContract(backend: SpoolBackend): void {
       expect(await after.openAlert('default', onGone[0])).toEqual({
         keyFp: trigger.keyFp,
         triggerId: trigger.id,
+        sent: false,
       });
       expect(now.find((e) => e.id === resolve.id)?.keyFp).toBe(
         pickForDedupKey(afterRing.keysOf('default'), onGone[1]).fp,

@@ -82,11 +82,13 @@ describe('SqliteSpool', () => {
     open.length = 0;
     // What schema version 1 looked like: no rate_log, no alert_times, no index on opened_at.
     const db = new BetterSqlite3(`${tmp.dir}/spool.db`);
-    db.exec('DROP TABLE rate_log; DROP TABLE alert_times; DROP INDEX open_alerts_opened_at');
+    db.exec(
+      'DROP TABLE rate_log; DROP TABLE alert_times; DROP INDEX open_alerts_opened_at; ALTER TABLE open_alerts DROP COLUMN sent',
+    );
     db.pragma('user_version = 1');
     db.close();
     const readonly = () => new SqliteSpool({ dir: tmp.dir, readonly: true });
-    expect(readonly).toThrow(/Expected spool schema version 3, got 1: run `pd-relay serve`/);
+    expect(readonly).toThrow(/Expected spool schema version 4, got 1: run `pd-relay serve`/);
     const { spool: migrated } = spoolWith();
     expect((await migrated.pending()).map((e) => e.dedupKey)).toEqual(['kept']);
     expect(await migrated.hasMessage('old-msg')).toBe(true);

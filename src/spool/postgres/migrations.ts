@@ -58,6 +58,8 @@ const MIGRATIONS: readonly Migration[] = [
         key_fp text NOT NULL,
         trigger_id bigint NOT NULL,
         opened_at bigint NOT NULL,
+        -- A trigger of it reached PagerDuty (open there on key_fp): its events stay on that key.
+        sent boolean NOT NULL DEFAULT false,
         PRIMARY KEY (route, dedup_key)
       );
       CREATE INDEX open_alerts_opened_at ON open_alerts (opened_at);

@@ -324,7 +324,7 @@ export class PostgresSpool implements Spool {
           await c.query('UPDATE events SET key_fp = $1 WHERE id = $2', [assignment.keyFp, event.id]);
           if (event.action === 'trigger' && event.dedupKey !== null) {
             await rememberAlert(c, event.route, event.dedupKey, assignment.keyFp, event.id, this.#now());
-            open.set(alertKey, { keyFp: assignment.keyFp, triggerId: event.id });
+            open.set(alertKey, { keyFp: assignment.keyFp, triggerId: event.id, sent: open.get(alertKey)?.sent ?? false });
           }
           firsts.set(assignment.keyFp, Math.min(firsts.get(assignment.keyFp) ?? event.id, event.id));
         }
@@ -495,11 +495,11 @@ export class PostgresSpool implements Spool {
   async openAlert(route: string, dedupKey: string): Promise<OpenAlert | undefined> {
     const [row] = await this.#read(
       'admin',
-      'SELECT key_fp, trigger_id FROM open_alerts WHERE route = $1 AND dedup_key = $2',
+      'SELECT key_fp, trigger_id, sent FROM open_alerts WHERE route = $1 AND dedup_key = $2',
       [route, dedupKey],
     );
-    const r = row as { key_fp: string; trigger_id: string } | undefined;
-    return r ? { keyFp: r.key_fp, triggerId: Number(r.trigger_id) } : undefined;
+    const r = row as { key_fp: string; trigger_id: string; sent: boolean } | undefined;
+    return r ? { keyFp: r.key_fp, triggerId: Number(r.trigger_id), sent: r.sent } : undefined;
   }
 
   async hasMessage(messageId: string): Promise<boolean> {
@@ -760,18 +760,34 @@ export class PostgresSpool implements Spool {
       if (w.delivered.length || w.rescheduled.length || w.dead.length || w.sends.length) {
         await this.#transaction('dispatch', async (c) => {
           const resolves = w.delivered.filter((e) => e.action === 'resolve' && e.dedupKey !== null);
-          if (resolves.length) {
+          const alerts = w.delivered.filter((e) => e.dedupKey !== null && (e.action === 'resolve' || e.action === 'trigger'));
+          if (alerts.length)
             await c.query('SELECT lock_alerts($1::text[], $2::text[])', [
-              resolves.map((e) => e.route),
-              resolves.map((e) => e.dedupKey),
+              alerts.map((e) => e.route),
+              alerts.map((e) => e.dedupKey),
             ]);
-            // Forget the alert, unless a later trigger reopened it in the meantime.
+          if (resolves.length) {
+            // Forget the alert, unless a later trigger reopened it in the meantime (that trigger
+            // is not at PagerDuty yet).
+            const args = [resolves.map((e) => e.route), resolves.map((e) => e.dedupKey), resolves.map((e) => e.id)];
             await c.query(
               `DELETE FROM open_alerts o USING unnest($1::text[], $2::text[], $3::bigint[]) AS f(route, dedup_key, id)
                WHERE o.route = f.route AND o.dedup_key = f.dedup_key AND o.trigger_id < f.id`,
-              [resolves.map((e) => e.route), resolves.map((e) => e.dedupKey), resolves.map((e) => e.id)],
+              args,
+            );
+            await c.query(
+              `UPDATE open_alerts o SET sent = false FROM unnest($1::text[], $2::text[], $3::bigint[]) AS f(route, dedup_key, id)
+               WHERE o.route = f.route AND o.dedup_key = f.dedup_key AND o.trigger_id > f.id`,
+              args,
             );
           }
+          const triggers = w.delivered.filter((e) => e.action === 'trigger' && e.dedupKey !== null);
+          if (triggers.length)
+            await c.query(
+              `UPDATE open_alerts o SET sent = true FROM unnest($1::text[], $2::text[]) AS f(route, dedup_key)
+               WHERE o.route = f.route AND o.dedup_key = f.dedup_key`,
+              [triggers.map((e) => e.route), triggers.map((e) => e.dedupKey)],
+            );
           if (w.rescheduled.length)
             await c.query(
               `UPDATE events e SET attempts = u.attempts, next_attempt_at = u.next_at, last_error = u.err
@@ -963,13 +979,13 @@ async function openAlertsOf(
   const withKey = events.filter((e) => e.dedupKey !== null);
   const out = new Map<string, OpenAlert>();
   if (!withKey.length) return out;
-  const rows = await c.query<{ route: string; dedup_key: string; key_fp: string; trigger_id: string }>(
-    `SELECT o.route, o.dedup_key, o.key_fp, o.trigger_id FROM open_alerts o
+  const rows = await c.query<{ route: string; dedup_key: string; key_fp: string; trigger_id: string; sent: boolean }>(
+    `SELECT o.route, o.dedup_key, o.key_fp, o.trigger_id, o.sent FROM open_alerts o
      JOIN unnest($1::text[], $2::text[]) AS q(route, dedup_key) ON o.route = q.route AND o.dedup_key = q.dedup_key`,
     [withKey.map((e) => e.route), withKey.map((e) => e.dedupKey)],
   );
   for (const r of rows.rows)
-    out.set(`${r.route}\n${r.dedup_key}`, { keyFp: r.key_fp, triggerId: Number(r.trigger_id) });
+    out.set(`${r.route}\n${r.dedup_key}`, { keyFp: r.key_fp, triggerId: Number(r.trigger_id), sent: r.sent });
   return out;
 }
 

@@ -1,7 +1,7 @@
 import type { Database } from 'better-sqlite3';
 
 /** The spool schema this version of pd-relay writes. */
-export const SPOOL_SCHEMA_VERSION = 3;
+export const SPOOL_SCHEMA_VERSION = 4;
 
 interface Migration {
   version: number;
@@ -111,6 +111,16 @@ const MIGRATIONS: readonly Migration[] = [
 
       -- Open alerts are forgotten spool.openAlertRetentionDays after their last trigger (opened_at).
       CREATE INDEX open_alerts_opened_at ON open_alerts (opened_at);
+    `,
+  },
+  {
+    version: 4,
+    description: 'whether an open alert reached PagerDuty, so that its queued events may move when keys are added',
+    sql: `
+      -- 1 once a trigger of the alert was delivered (it is open at PagerDuty on key_fp), 0 while
+      -- its trigger only waits in the queue: a reload that adds keys may move those. Alerts from
+      -- before this version count as delivered: they never move.
+      ALTER TABLE open_alerts ADD COLUMN sent INTEGER NOT NULL DEFAULT 1;
     `,
   },
 ];

@@ -330,6 +330,7 @@ export class SqliteSpool implements Spool {
     this.#queue(() => {
       this.#s.deleteEvent.run(id);
       if (action === 'resolve' && dedupKey !== null) this.#alerts.forget(route, dedupKey, id);
+      if (action === 'trigger' && dedupKey !== null) this.#alerts.markSent(route, dedupKey);
     });
   }
 
