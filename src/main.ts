@@ -72,7 +72,7 @@ export async function startRelay(initial: Config, opts: StartOptions = {}): Prom
   let watcher: RulePathWatcher | undefined;
   const holder = await stopOnThrow(delivery, () =>
     RuleSetHolder.load({
-      load: () => loadForReload(config, logger),
+      load: () => loadForReload(config, logger, (route) => delivery.queuedOn(route)),
       engine: {
         instruments: createRulesInstruments(registry, logger),
         onTruncation: (fields, event) =>
@@ -80,7 +80,8 @@ export async function startRelay(initial: Config, opts: StartOptions = {}): Prom
       },
       instruments: createReloadInstruments(registry, logger),
       onSwap: (next) => {
-        if (!next.config) return;
+        if (!next.config) return undefined;
+        const before = config;
         config = next.config;
         ingress.update({
           topics: config.sns.topics,
@@ -89,6 +90,10 @@ export async function startRelay(initial: Config, opts: StartOptions = {}): Prom
         });
         logger.level = config.log.level;
         watcher?.setPaths(config.rules.paths);
+        // Key pools and rates apply at once: in a storm, added integrations drain the backlog now.
+        return before.routes === config.routes || config.dryRun
+          ? undefined
+          : delivery.updateRoutes(config.routes);
       },
     }),
   );
@@ -195,7 +200,7 @@ export async function startRelay(initial: Config, opts: StartOptions = {}): Prom
  * against the routes that are running. Returns the config to run with — the new file's reloadable
  * sections on top of the running ones — and warns about changes that wait for a restart.
  */
-function loadForReload(running: Config, logger: Logger): LoadResult {
+function loadForReload(running: Config, logger: Logger, queuedOn: (route: string) => number): LoadResult {
   let next = running;
   if (running.file) {
     try {
@@ -218,12 +223,36 @@ function loadForReload(running: Config, logger: Logger): LoadResult {
       'The config file changed sections that apply only after a restart; they keep their running values.',
     );
   }
+  const at = (path: string) => ({ location: { file: running.file ?? '<config>', line: 1, col: 1 }, path });
+  // Key pools and rates apply live, within limits that keep every queued event deliverable.
+  const poolProblems: Problem[] = [];
+  if (next.dryRun !== running.dryRun) {
+    poolProblems.push({
+      ...at('routes'),
+      message: running.dryRun
+        ? 'A dry-run relay gets routing keys by a restart, not a reload.'
+        : 'Refusing to remove every routing key by a reload: restart in dry-run if that is meant.',
+    });
+  } else {
+    for (const route of Object.keys(running.routes)) {
+      const queued = next.routes[route] ? 0 : queuedOn(route);
+      if (queued > 0)
+        poolProblems.push({
+          ...at(`routes.${route}`),
+          message: `Route "${route}" has ${queued} queued event${queued === 1 ? '' : 's'}: keep it until they are delivered.`,
+        });
+    }
+  }
+  if (poolProblems.length) return { ok: false, problems: poolProblems };
+  const samePools = JSON.stringify(poolsOf(running)) === JSON.stringify(poolsOf(next));
   const effective: Config = {
     ...running,
     log: next.log,
     sns: { ...running.sns, topics: next.sns.topics, autoConfirm: next.sns.autoConfirm },
     server: { ...running.server, basicAuth: next.server.basicAuth },
     rules: next.rules,
+    // The same object when nothing changed: the swap then leaves the dispatcher alone.
+    routes: samePools ? running.routes : next.routes,
   };
   if (!effective.dryRun && effective.sns.topics.length === 0) {
     return {
@@ -248,11 +277,6 @@ function sectionsNeedingRestart(a: Config, b: Config): string[] {
     metrics: c.metrics,
     sns: { ...c.sns, topics: undefined, autoConfirm: undefined },
     pagerduty: c.pagerduty,
-    routes: Object.values(c.routes).map((r) => [
-      r.name,
-      r.ratePerMinute,
-      r.keys.map((k) => [k.alias, k.key.fingerprint()]),
-    ]),
     spool: c.spool,
     delivery: c.delivery,
   });
@@ -261,6 +285,15 @@ function sectionsNeedingRestart(a: Config, b: Config): string[] {
   return (Object.keys(fa) as Array<keyof typeof fa>).filter(
     (k) => JSON.stringify(fa[k]) !== JSON.stringify(fb[k]),
   );
+}
+
+/** The key pools of a config, for comparison: route, rate, and each key's alias and fingerprint. */
+function poolsOf(c: Config): unknown {
+  return Object.values(c.routes).map((r) => [
+    r.name,
+    r.ratePerMinute,
+    r.keys.map((k) => [k.alias, k.key.fingerprint()]),
+  ]);
 }
 
 type NodeServer = HttpServer | HttpsServer;

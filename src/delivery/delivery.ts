@@ -1,5 +1,5 @@
 import type { Registry } from 'prom-client';
-import type { Config } from '../config/load.js';
+import type { Config, RouteConfig } from '../config/load.js';
 import type { Logger } from '../log/logger.js';
 import { createDeliveryMetrics, type DeliveryMetrics } from '../metrics/delivery.js';
 import { type EventsApi, PagerDutyClient } from '../pagerduty/client.js';
@@ -61,6 +61,23 @@ export interface Delivery {
   /** Why the relay cannot take SNS traffic (spool not writable, stopped), or null. */
   readiness(): string | null;
   stats(): Promise<DeliveryStats>;
+  /**
+   * Applies new key pools and rates (a reload) at once: see Dispatcher.updateRing. Returns what
+   * changed, by alias.
+   */
+  updateRoutes(routes: Record<string, RouteConfig>): PoolChanges;
+  /** Events queued for `route` (on this replica's keys, and as other replicas last published theirs). */
+  queuedOn(route: string): number;
+}
+
+/** What a reload changed in the key pools, by alias. */
+export interface PoolChanges {
+  added: string[];
+  removed: string[];
+  /** Keys whose rate (ratePerMinute) changed. */
+  rates: string[];
+  /** Routes whose pool gained keys: their backlog spreads over them. */
+  grown: string[];
 }
 
 const PRUNE_EVERY_MS = 10 * 60 * 1000;
@@ -73,7 +90,7 @@ const PRUNE_EVERY_MS = 10 * 60 * 1000;
 export async function createDelivery(config: Config, deps: DeliveryDeps): Promise<Delivery> {
   const clock = deps.clock ?? systemClock;
   const metrics = deps.metrics ?? createDeliveryMetrics(deps.registry, deps.logger);
-  const ring = new KeyRing(config.routes);
+  let ring = new KeyRing(config.routes);
   let dispatcher: Dispatcher | undefined;
   const assigner = new PoolKeyAssigner(ring, { load: (fp) => dispatcher?.depth(fp) ?? 0 });
 
@@ -228,6 +245,17 @@ export async function createDelivery(config: Config, deps: DeliveryDeps): Promis
       if (state === 'stopped') return 'delivery stopped';
       return spool.problem();
     },
+    updateRoutes(routes) {
+      const next = new KeyRing(routes);
+      const changes = poolChanges(ring, next);
+      ring = next;
+      assigner.setRing(next);
+      dispatcher?.updateRing(next, changes.grown);
+      return changes;
+    },
+    queuedOn(route) {
+      return ring.keysOf(route).reduce((n, k) => n + (dispatcher?.depth(k.fp) ?? 0), 0);
+    },
     async stats() {
       return {
         dryRun: config.dryRun,
@@ -236,5 +264,31 @@ export async function createDelivery(config: Config, deps: DeliveryDeps): Promis
         spoolProblem: state === 'stopped' ? null : spool.problem(),
       };
     },
+  };
+}
+
+/** The differences between two rings, by alias (keys by their fingerprint: renaming is not adding). */
+export function poolChanges(before: KeyRing, after: KeyRing): PoolChanges {
+  const had = new Map(before.lanes().map((k) => [k.fp, k]));
+  const has = new Map(after.lanes().map((k) => [k.fp, k]));
+  const grown = new Set<string>();
+  for (const k of after.lanes()) {
+    for (const route of after.routesOf(k.fp))
+      if (!before.fpsOf(route).includes(k.fp) && before.fpsOf(route).length) grown.add(route);
+  }
+  return {
+    added: after
+      .lanes()
+      .filter((k) => !had.has(k.fp))
+      .map((k) => k.alias),
+    removed: before
+      .lanes()
+      .filter((k) => !has.has(k.fp))
+      .map((k) => k.alias),
+    rates: after
+      .lanes()
+      .filter((k) => had.has(k.fp) && had.get(k.fp)?.ratePerMinute !== k.ratePerMinute)
+      .map((k) => k.alias),
+    grown: [...grown].sort(),
   };
 }

@@ -50,7 +50,7 @@ const MAX_SLEEP_MS = 3_600_000;
  * one-request-in-flight queue.
  */
 class Lane {
-  readonly events = new Fifo<PendingEvent>();
+  events = new Fifo<PendingEvent>();
   /**
    * Ids queued here, in flight, or delivered and not yet deleted from the spool: a shared spool
    * announces events by "this key, from this id on", and an announcement may repeat what is known.
@@ -66,10 +66,12 @@ class Lane {
   /** `loading`: its queue is being read from the spool; what arrives meanwhile waits in `early`. */
   state: 'loading' | 'running' | 'releasing' = 'loading';
   early: PendingEvent[] = [];
+  /** Held while a reload moves part of its backlog to added keys: nothing is sent meanwhile. */
+  paused = false;
   busy = false;
   timer: NodeJS.Timeout | undefined;
   abort: AbortController | undefined;
-  constructor(readonly key: RingKey) {}
+  constructor(public key: RingKey) {}
 }
 
 export interface LaneStats {
@@ -104,7 +106,7 @@ export class Dispatcher {
   #stopping = false;
 
   constructor(opts: DispatcherOptions) {
-    this.#o = opts;
+    this.#o = { ...opts };
   }
 
   /**
@@ -154,6 +156,25 @@ export class Dispatcher {
     this.open();
     this.#started = true;
     for (const lane of this.#lanes.values()) this.#pump(lane);
+  }
+
+  /**
+   * The key pools changed (a reload): `ring` is the new configuration. Kept keys take their new
+   * alias and rate for the requests that follow (their window keeps its history); added keys
+   * start with an empty window once this process owns them; removed keys are handed back and
+   * their events moved like a restart moves them. In `rebalance` routes (those that gained keys),
+   * queued events that the new pool gives to another key move there: triggers not yet at
+   * PagerDuty with the later events of their dedup key, and events without a dedup key beyond
+   * their fair share, so that the added keys drain the backlog already queued.
+   */
+  updateRing(ring: KeyRing, rebalance: readonly string[]): void {
+    this.#o.ring = ring;
+    for (const lane of this.#lanes.values()) {
+      const key = ring.byFp(lane.key.fp);
+      if (key) lane.key = key;
+    }
+    this.#o.spool.ownership.setKeys(ring.lanes().map((k) => k.fp));
+    if (rebalance.length) this.#enqueue(() => this.#rebalance(new Set(rebalance)));
   }
 
   /** Resolves once the ownership changes and reroutes asked for so far are done (tests). */
@@ -331,6 +352,99 @@ export class Dispatcher {
     if (lost.length) this.#o.metrics.keysOwnership('lost', lost);
   }
 
+  /** Moves the backlog of `routes` towards the keys their pools gained (see updateRing). */
+  async #rebalance(routes: ReadonlySet<string>): Promise<void> {
+    const { spool, ring, assigner, metrics } = this.#o;
+    const lanes = [...this.#lanes.values()].filter((l) => l.state === 'running' && routes.has(l.key.route));
+    if (!lanes.length) return;
+    // Nothing is sent from these lanes while their queues are rearranged: an event must not leave
+    // through its old key while the spool moves it to a new one.
+    for (const lane of lanes) lane.paused = true;
+    try {
+      await Promise.all(lanes.map((l) => l.inFlight.onIdle()));
+      const targets = new Map<number, string>();
+      const candidates: PendingEvent[] = [];
+      for (const route of routes) {
+        const pool = ring.keysOf(route);
+        if (!pool.length) continue;
+        const routeLanes = lanes.filter((l) => l.key.route === route);
+        // Events without a dedup key: each key of the pool should hold its share.
+        const loose = routeLanes.flatMap((l) =>
+          [...l.events].filter((e) => e.dedupKey === null && e.route === route),
+        );
+        const share = Math.ceil(loose.length / pool.length);
+        const fill = new Map<string, number>(pool.map((k) => [k.fp, 0]));
+        for (const l of routeLanes)
+          fill.set(l.key.fp, [...l.events].filter((e) => e.dedupKey === null).length);
+        for (const l of routeLanes) {
+          let excess = (fill.get(l.key.fp) ?? 0) - share;
+          // The newest go: the oldest keep their place at the head.
+          for (const e of [...l.events].reverse()) {
+            if (excess <= 0) break;
+            if (e.dedupKey !== null || e.route !== route) continue;
+            const to = pool.find((k) => (fill.get(k.fp) ?? 0) < share);
+            if (!to) break;
+            fill.set(to.fp, (fill.get(to.fp) ?? 0) + 1);
+            fill.set(l.key.fp, (fill.get(l.key.fp) ?? 0) - 1);
+            excess--;
+            targets.set(e.id, to.fp);
+            candidates.push(e);
+          }
+          // Events of an alert: where the new pool's rendezvous puts it, unless already at PagerDuty.
+          for (const e of l.events) {
+            if (e.dedupKey === null || e.route !== route) continue;
+            const proposal = assigner.propose(e);
+            if ('deadLetter' in proposal || proposal.keyFp === e.keyFp) continue;
+            targets.set(e.id, proposal.keyFp);
+            candidates.push(e);
+          }
+        }
+      }
+      assigner.endBatch();
+      if (!candidates.length) return;
+      candidates.sort((a, b) => a.id - b.id);
+      const results = await spool.reroute(candidates, (ev, open) => {
+        const to = targets.get(ev.id) as string;
+        // Open at PagerDuty on a key still configured: the alert's events stay on it.
+        if (open?.sent && ring.byFp(open.keyFp)) return { keyFp: open.keyFp };
+        // A trigger moved before it: follow it.
+        if (open && ev.action !== 'trigger' && ring.byFp(open.keyFp)) return { keyFp: open.keyFp };
+        return { keyFp: to };
+      });
+      const moved = new Map<number, string>();
+      for (const { event, assignment } of results)
+        if ('keyFp' in assignment && assignment.keyFp !== event.keyFp) moved.set(event.id, assignment.keyFp);
+      if (!moved.size) return;
+      const arrivals = new Map<Lane, PendingEvent[]>();
+      for (const lane of lanes) {
+        const kept = new Fifo<PendingEvent>();
+        for (const e of lane.events) {
+          const to = moved.get(e.id);
+          if (to === undefined) {
+            kept.push(e);
+            continue;
+          }
+          lane.known.delete(e.id);
+          e.keyFp = to;
+          const target = this.#lanes.get(to);
+          if (target) arrivals.set(target, [...(arrivals.get(target) ?? []), e]);
+        }
+        lane.events = kept;
+      }
+      for (const [target, events] of arrivals) for (const e of events) this.#accept(target, e);
+      const byRoute = new Map<string, number>();
+      for (const c of candidates) if (moved.has(c.id)) byRoute.set(c.route, (byRoute.get(c.route) ?? 0) + 1);
+      for (const [route, count] of byRoute)
+        metrics.rebalanced({ route, count, keys: ring.keysOf(route).map((k) => k.alias) });
+    } finally {
+      for (const lane of lanes) {
+        lane.paused = false;
+        this.#pump(lane);
+      }
+      for (const lane of this.#lanes.values()) this.#pump(lane);
+    }
+  }
+
   /** Events of keys no process can send for: move them to configured keys. */
   #orphaned(fps: readonly string[]): void {
     this.#enqueue(async () => {
@@ -438,6 +552,7 @@ export class Dispatcher {
       !this.#started ||
       this.#stopping ||
       lane.state !== 'running' ||
+      lane.paused ||
       lane.busy ||
       lane.timer ||
       lane.events.length === 0
@@ -462,7 +577,7 @@ export class Dispatcher {
   /** One attempt at the lane's oldest event, or a wait for its backoff or the rate window. */
   async #step(lane: Lane): Promise<void> {
     const head = lane.events.peek();
-    if (!head || lane.state !== 'running') return;
+    if (!head || lane.state !== 'running' || lane.paused) return;
     const { clock, window, spool, api, metrics } = this.#o;
     const now = clock.now();
     if (head.nextAttemptAt > now) return this.#sleep(lane, head.nextAttemptAt - now);
@@ -488,6 +603,18 @@ export class Dispatcher {
       window.cancel(fp);
       lane.events.shift();
       this.#forget(lane, head.id);
+      return;
+    }
+    if (ev.keyFp !== fp) {
+      // Moved to another key since it was queued here (a reload spread its alert elsewhere, after
+      // this event's commit but before it reached this lane): it leaves through that key, after
+      // the events of its alert that went there before it.
+      window.cancel(fp);
+      lane.events.shift();
+      lane.known.delete(head.id);
+      head.keyFp = ev.keyFp;
+      const target = this.#lanes.get(ev.keyFp);
+      if (target && this.#accept(target, head)) this.#pump(target);
       return;
     }
     // The last word before a request leaves: a lease that lapsed while loading the body must not

@@ -11,7 +11,7 @@ import { rendezvousPick } from './rendezvous.js';
  * queue equally long, which is what keeps the whole pool busy.
  */
 export class PoolKeyAssigner implements KeyAssigner {
-  readonly #ring: KeyRing;
+  #ring: KeyRing;
   readonly #load: (fp: string) => number;
   /** Events assigned in the current transaction, not yet in the dispatcher's queues. */
   readonly #tally = new Map<string, number>();
@@ -21,6 +21,11 @@ export class PoolKeyAssigner implements KeyAssigner {
   constructor(ring: KeyRing, opts: { load?: (fp: string) => number } = {}) {
     this.#ring = ring;
     this.#load = opts.load ?? (() => 0);
+  }
+
+  /** The key pools changed (a reload): proposals follow the new ones. */
+  setRing(ring: KeyRing): void {
+    this.#ring = ring;
   }
 
   propose(event: Pick<OutboundEvent, 'route' | 'action' | 'dedupKey'>): Proposal {

@@ -58,6 +58,11 @@ export class KeyRing {
     return this.#fps.get(route) ?? [];
   }
 
+  /** The routes whose pool lists a fingerprint. */
+  routesOf(fp: string): string[] {
+    return [...this.#fps].filter(([, fps]) => fps.includes(fp)).map(([route]) => route);
+  }
+
   /** The lane identity of a fingerprint, if that key is configured in any route. */
   byFp(fp: string): RingKey | undefined {
     return this.#byFp.get(fp);

@@ -17,7 +17,7 @@ export interface EventContext {
 }
 
 /** Why a pending event moved to another key. */
-export type RerouteReason = 'key_removed' | 'trigger_key_removed';
+export type RerouteReason = 'key_removed' | 'trigger_key_removed' | 'rebalanced';
 
 /** Why a key's dispatch moved: taken on, handed over (SIGTERM, rebalancing), or lost (lease lapsed). */
 export type OwnershipChange = 'acquired' | 'released' | 'lost';
@@ -62,6 +62,8 @@ export interface DeliveryMetrics {
     ctx: { route: string; rule?: string; action?: EventAction },
   ): void;
   rerouted(ctx: EventContext & { reason: RerouteReason; to: string }): void;
+  /** A reload added keys to `route`: `count` queued events moved to spread over its pool `keys`. */
+  rebalanced(info: { route: string; count: number; keys: readonly string[] }): void;
   /** An event older than the newest accepted for its dedup key: not queued (a late SNS retry). */
   stale(ctx: {
     route: string;
@@ -274,6 +276,10 @@ export function createDeliveryMetrics(registry: Registry, logger: Logger): Deliv
           'Pending event moved to another key: its key is no longer configured.',
         );
       }
+    },
+    rebalanced({ route, count, keys }) {
+      reroutes.inc({ route, reason: 'rebalanced' }, count);
+      log.info({ route, count, keys }, 'Moved queued events to the keys the reload added to their route.');
     },
     stale(ctx) {
       events.inc({ route: ctx.route, action: ctx.action, outcome: 'stale' });

@@ -101,10 +101,18 @@ export function createRulesInstruments(registry: Registry, logger: Logger): Rule
 }
 
 /** Why a reload happened: a bounded set (it is a label). */
+/** What a reload changed in the key pools, by alias. */
+export interface KeyChanges {
+  added: readonly string[];
+  removed: readonly string[];
+  /** Keys whose ratePerMinute changed. */
+  rates: readonly string[];
+}
+
 export type ReloadTrigger = 'startup' | 'signal' | 'watch' | 'manual';
 
 export interface ReloadInstruments {
-  reloadSucceeded(info: { trigger: ReloadTrigger; rules: number; files: number }): void;
+  reloadSucceeded(info: { trigger: ReloadTrigger; rules: number; files: number; keys?: KeyChanges }): void;
   reloadFailed(info: { trigger: ReloadTrigger; problems: readonly Problem[] }): void;
 }
 
@@ -130,8 +138,8 @@ export function createReloadInstruments(
   });
   const reloads = new Counter({
     name: 'pdrelay_config_reloads_total',
-    help: 'Configuration and rules (re)loads, by trigger and result.',
-    labelNames: ['trigger', 'result'],
+    help: 'Configuration and rules (re)loads, by trigger, result, and whether routing keys were added or removed (keys: changed, unchanged).',
+    labelNames: ['trigger', 'result', 'keys'],
     registers: [registry],
   });
   const loaded = new Gauge({
@@ -140,16 +148,28 @@ export function createReloadInstruments(
     registers: [registry],
   });
   return {
-    reloadSucceeded({ trigger, rules, files }) {
+    reloadSucceeded({ trigger, rules, files, keys }) {
       successful.set(1);
       successTime.set(now() / 1000);
-      reloads.inc({ trigger, result: 'success' });
+      const changed = keys !== undefined && (keys.added.length > 0 || keys.removed.length > 0);
+      reloads.inc({ trigger, result: 'success', keys: changed ? 'changed' : 'unchanged' });
       loaded.set(rules);
-      logger.info({ trigger, rules, files }, trigger === 'startup' ? 'Rules loaded.' : 'Rules reloaded.');
+      const pools =
+        keys && (changed || keys.rates.length)
+          ? { keysAdded: keys.added, keysRemoved: keys.removed, keyRatesChanged: keys.rates }
+          : {};
+      logger.info(
+        { trigger, rules, files, ...pools },
+        trigger === 'startup'
+          ? 'Rules loaded.'
+          : changed
+            ? 'Rules and key pools reloaded.'
+            : 'Rules reloaded.',
+      );
     },
     reloadFailed({ trigger, problems }) {
       successful.set(0);
-      reloads.inc({ trigger, result: 'failure' });
+      reloads.inc({ trigger, result: 'failure', keys: 'unchanged' });
       logger.error(
         { trigger, problemCount: problems.length, problems: problems.map(formatProblem) },
         'Rules reload failed; the previous rules stay active.',

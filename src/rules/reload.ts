@@ -1,7 +1,7 @@
 import { type Config, type LoadOptions, loadConfig } from '../config/load.js';
 import type { InputDocument } from '../decode/types.js';
 import { type Problem, UserError } from '../errors.js';
-import type { ReloadInstruments, ReloadTrigger } from '../metrics/rules.js';
+import type { KeyChanges, ReloadInstruments, ReloadTrigger } from '../metrics/rules.js';
 import { createRuleEngine, type EngineOptions } from './engine.js';
 import { type LoadRulesOptions, loadRuleSet, type RuleSet, type RuleSetResult } from './loader.js';
 import type { Evaluation, RuleEngine } from './types.js';
@@ -22,8 +22,11 @@ export interface RuleSetHolderOptions {
   load: () => LoadResult;
   engine?: EngineOptions;
   instruments?: ReloadInstruments;
-  /** Runs right after a successful swap (e.g. to point the watcher at new `rules.paths`). */
-  onSwap?: (next: Loaded, previous: Loaded) => void;
+  /**
+   * Runs right after a successful swap (e.g. to point the watcher at new `rules.paths`, apply new
+   * key pools); what it returns about the key pools goes into the reload's log line and metric.
+   */
+  onSwap?: (next: Loaded, previous: Loaded) => KeyChanges | undefined;
 }
 
 /**
@@ -86,11 +89,12 @@ export class RuleSetHolder implements RuleEngine {
     const engine = createRuleEngine(next.ruleSet, this.#opts.engine);
     const previous = this.#state.loaded;
     this.#state = { loaded: next, engine };
-    this.#opts.onSwap?.(next, previous);
+    const keys = this.#opts.onSwap?.(next, previous);
     this.#opts.instruments?.reloadSucceeded({
       trigger,
       rules: next.ruleSet.rules.length,
       files: next.ruleSet.files.length,
+      ...(keys ? { keys } : {}),
     });
     return result;
   }

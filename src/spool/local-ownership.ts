@@ -9,6 +9,7 @@ export class LocalOwnership implements KeyOwnership {
   readonly #pendingKeys: () => readonly string[];
   #keys = new Set<string>();
   #running = false;
+  #handlers: OwnershipHandlers | undefined;
 
   /** `pendingKeys`: the keys the spool holds pending events for. */
   constructor(pendingKeys: () => readonly string[]) {
@@ -18,10 +19,29 @@ export class LocalOwnership implements KeyOwnership {
   start(keyFps: readonly string[], handlers: OwnershipHandlers): void {
     this.#keys = new Set(keyFps);
     this.#running = true;
+    this.#handlers = handlers;
     // Orphans first: their events are moved before the queues are loaded, in spool order with the rest.
     const orphans = this.#pendingKeys().filter((fp) => !this.#keys.has(fp));
     if (orphans.length) handlers.orphaned(orphans);
     handlers.acquired([...this.#keys]);
+  }
+
+  setKeys(keyFps: readonly string[]): void {
+    const next = new Set(keyFps);
+    const added = keyFps.filter((fp) => !this.#keys.has(fp));
+    const removed = [...this.#keys].filter((fp) => !next.has(fp));
+    this.#keys = next;
+    const handlers = this.#handlers;
+    if (!handlers || !this.#running) return;
+    if (added.length) handlers.acquired(added);
+    if (removed.length) {
+      // Stopped first, then their events moved: nothing leaves through a removed key meanwhile.
+      void handlers.release(removed).then(() => {
+        const pending = new Set(this.#pendingKeys());
+        const orphans = removed.filter((fp) => pending.has(fp));
+        if (orphans.length) handlers.orphaned(orphans);
+      });
+    }
   }
 
   holds(keyFp: string): boolean {

@@ -131,6 +131,26 @@ export function decideKey(
   return action === 'trigger' ? { keyFp: proposal.keyFp } : { keyFp: proposal.keyFp, orphaned: true };
 }
 
+/**
+ * The triggers a reroute moved, by route and dedup key: where from, where to, and the trigger's id
+ * (the events after it follow).
+ */
+export function followMoves(
+  results: ReadonlyArray<{ event: PendingEvent; assignment: Assignment }>,
+): Map<string, { from: string; to: string; after: number }> {
+  const moves = new Map<string, { from: string; to: string; after: number }>();
+  for (const { event, assignment } of results) {
+    if (event.action !== 'trigger' || event.dedupKey === null || !('keyFp' in assignment)) continue;
+    if (assignment.keyFp === event.keyFp) continue;
+    moves.set(`${event.route}\n${event.dedupKey}`, {
+      from: event.keyFp,
+      to: assignment.keyFp,
+      after: event.id,
+    });
+  }
+  return moves;
+}
+
 /** Pending events per route and key, for `spool stats` and the queue gauges. */
 export interface PendingGroup {
   route: string;
@@ -203,6 +223,12 @@ export interface OwnershipHandlers {
 export interface KeyOwnership {
   /** Starts taking part with `keyFps`, the keys configured here; reports through `handlers`. */
   start(keyFps: readonly string[], handlers: OwnershipHandlers): void;
+  /**
+   * The configured keys changed (a reload): added ones may become this process's, removed ones
+   * are handed back (OwnershipHandlers.release) and, once no process is configured with them,
+   * reported as orphaned.
+   */
+  setKeys(keyFps: readonly string[]): void;
   /** Whether this process may start a request for `keyFp` now (checked before every send). */
   holds(keyFp: string): boolean;
   /** Queue depths of the keys other processes own, as they last published them (least-loaded). */

@@ -259,6 +259,104 @@ describe.each(['SQLite', 'PostgreSQL'] as const)('delivery to PagerDuty on %s', 
     for (const a of newOnFive.slice(0, 3)) expect(groups.get(a)?.[0]?.routingKey).toBe(KEYS[4]);
   });
 
+  it('spreads a backlog over 2 keys added to a pool of 2 at once (a reload mid-storm), resolves following their triggers', async () => {
+    const two = config({ default: { keys: keysOf(1, 2), ratePerMinute: 20 } });
+    const four = config({ default: { keys: keysOf(1, 2, 3, 4), ratePerMinute: 20 } });
+    const { delivery, registry } = await start(two);
+    await owning(delivery, 2);
+    const alarms = Array.from({ length: 160 }, (_, i) => `pool-${i}`);
+    await commitAll(
+      delivery,
+      alarms.map((a) => alarmEvent('trigger', a)),
+    );
+    // Two keys at 20 per 500 ms: after one window, most of the backlog still waits.
+    await fake.waitFor((f) => f.accepted.length >= 20, 5000, 'the first window');
+    const changes = delivery.updateRoutes(four.routes);
+    expect(changes).toMatchObject({ added: ['key-3', 'key-4'], removed: [], grown: ['default'] });
+    await commitAll(
+      delivery,
+      alarms.map((a) => alarmEvent('resolve', a)),
+    );
+    await fake.waitFor((f) => f.accepted.length >= 320, 20_000, 'every trigger and resolve');
+
+    const groups = byDedup(fake.accepted);
+    for (const a of alarms) {
+      const [trigger, resolve, ...rest] = groups.get(a) as AcceptedEvent[];
+      expect(rest, a).toEqual([]);
+      expect(trigger?.action, a).toBe('trigger');
+      expect(resolve?.routingKey, a).toBe(trigger?.routingKey);
+    }
+    expect(fake.droppedFollowUps()).toEqual([]);
+    // The added keys took part of the backlog queued before the reload, not only what came after.
+    const backlogOnNew = fake.accepted.filter(
+      (e) => e.action === 'trigger' && (e.routingKey === KEYS[2] || e.routingKey === KEYS[3]),
+    );
+    expect(backlogOnNew.length).toBeGreaterThan(30);
+    expect(fake.count(429)).toBe(0);
+    for (const k of KEYS.slice(0, 4)) expect(fake.maxInWindow(k)).toBeLessThanOrEqual(20);
+    expect(
+      await metric(registry, 'pdrelay_delivery_reroutes_total', { reason: 'rebalanced' }),
+    ).toBeGreaterThan(30);
+    expect(fake.duplicates()).toEqual([]);
+  });
+
+  it('applies a lowered ratePerMinute to the requests that follow, keeping the window of a kept key', async () => {
+    const { delivery } = await start(config({ default: { keys: keysOf(1), ratePerMinute: 20 } }));
+    await owning(delivery, 1);
+    await commitAll(
+      delivery,
+      Array.from({ length: 20 }, (_, i) => alarmEvent('trigger', `rate-a-${i}`)),
+    );
+    await fake.waitFor((f) => f.accepted.length === 20, 5000, 'a full window');
+    const changedAt = performance.now();
+    expect(
+      delivery.updateRoutes(config({ default: { keys: keysOf(1), ratePerMinute: 5 } }).routes),
+    ).toMatchObject({
+      added: [],
+      removed: [],
+      rates: ['key-1'],
+    });
+    await commitAll(
+      delivery,
+      Array.from({ length: 10 }, (_, i) => alarmEvent('trigger', `rate-b-${i}`)),
+    );
+    await fake.waitFor((f) => f.accepted.length === 30, 10_000, 'the rest at the lower rate');
+    // The window kept its history: nothing went out until the full window had passed, then 5 per window.
+    const after = fake.requests.filter((r) => r.at > changedAt);
+    expect((after[0]?.at ?? 0) - changedAt).toBeGreaterThan(100);
+    expect(fake.maxInWindow(undefined, { since: changedAt + 500 })).toBeLessThanOrEqual(5);
+    expect(fake.count(429)).toBe(0);
+  });
+
+  it('moves the queue of a key a reload removed to the keys left, and keeps the resolve of an alert open on it loud', async () => {
+    const four = config({ default: { keys: keysOf(1, 2, 3, 4), ratePerMinute: 50 } });
+    const ring = new KeyRing(four.routes).keysOf('default');
+    const onFour = Array.from({ length: 200 }, (_, i) => `cut-${i}`)
+      .filter((a) => pickForDedupKey(ring, a).alias === 'key-4')
+      .slice(0, 3);
+    const { delivery, registry } = await start(four);
+    await owning(delivery, 4);
+    await commitAll(delivery, [alarmEvent('trigger', onFour[0] as string)]);
+    await fake.waitFor((f) => f.accepted.length === 1, 5000, 'a trigger through key-4');
+    fake.failKey(KEYS[3] as string);
+    await commitAll(
+      delivery,
+      onFour.slice(1).map((a) => alarmEvent('trigger', a)),
+    );
+    await fake.waitFor((f) => f.count(503) >= 1, 5000, 'key-4 failing');
+    delivery.updateRoutes(config({ default: { keys: keysOf(1, 2, 3), ratePerMinute: 50 } }).routes);
+    await commitAll(delivery, [alarmEvent('resolve', onFour[0] as string)]);
+    await fake.waitFor((f) => f.accepted.length === 4, 5000, 'the moved triggers and the resolve');
+    for (const e of fake.accepted.slice(1)) expect(e.routingKey).not.toBe(KEYS[3]);
+    expect(fake.droppedFollowUps().map((e) => e.dedupKey)).toEqual([onFour[0]]);
+    await expect
+      .poll(() => metric(registry, 'pdrelay_delivery_reroutes_total', { reason: 'key_removed' }))
+      .toBe(2);
+    expect(await metric(registry, 'pdrelay_delivery_reroutes_total', { reason: 'trigger_key_removed' })).toBe(
+      1,
+    );
+  });
+
   it('moves pending events off a removed key, and says loudly that a resolve cannot follow its trigger', async () => {
     const four = config({ default: { keys: keysOf(1, 2, 3, 4), ratePerMinute: 50 } });
     const ring = new KeyRing(four.routes).keysOf('default');

@@ -45,7 +45,10 @@ function holderFor(dir: string) {
   const holder = RuleSetHolder.load({
     load: () => loadRuleSet({ builtinDir: null, paths: [dir] }),
     instruments,
-    onSwap: (next) => swaps.push(next.ruleSet.rules.map((r) => r.name)),
+    onSwap: (next) => {
+      swaps.push(next.ruleSet.rules.map((r) => r.name));
+      return undefined;
+    },
   });
   const gauge = async (name: string) => (await registry.getSingleMetric(name)?.get())?.values[0]?.value;
   return { holder, logs, gauge, swaps, tick: (ms: number) => (now += ms) };

@@ -90,6 +90,8 @@ export class LeaseOwnership implements KeyOwnership {
   #depths: () => ReadonlyMap<string, number> = () => new Map();
   #published = new Map<string, number>();
   #unowned = 0;
+  /** Keys configured on some live replica, as of the last look. */
+  #liveKeys = new Set<string>();
   /** Keys with pending events that nobody can own, when they were first seen so (performance.now()). */
   readonly #strays = new Map<string, number>();
   readonly #reported = new Map<string, number>();
@@ -104,6 +106,21 @@ export class LeaseOwnership implements KeyOwnership {
     this.#handlers = handlers;
     this.#stopped = false;
     this.#kick();
+  }
+
+  setKeys(keyFps: readonly string[]): void {
+    this.#keys = [...new Set(keyFps)].sort();
+    // The next look registers them, hands removed ones back and takes added ones.
+    this.#kick();
+  }
+
+  /**
+   * Keys configured on this replica or on another live one (as of the last look): an open alert
+   * whose key is among them keeps that key even where this replica's pool lacks it, so that two
+   * replicas whose configurations briefly differ never give one alert two keys.
+   */
+  liveKeys(): ReadonlySet<string> {
+    return new Set([...this.#liveKeys, ...this.#keys]);
   }
 
   holds(keyFp: string): boolean {
@@ -319,6 +336,7 @@ export class LeaseOwnership implements KeyOwnership {
         handOver.push({ fp: k.key_fp, to });
       }
       this.#published = new Map(keys.map((k) => [k.key_fp, Number(k.depth)]));
+      this.#liveKeys = new Set(replicas.flatMap((r) => r.keys));
       // Rows of replicas long gone.
       await client.query("DELETE FROM replicas WHERE expires_at < clock_timestamp() - interval '1 hour'");
       if (notify) await client.query('SELECT pg_notify($1, $2)', [this.#o.channels.owners, `assigned ${me}`]);
@@ -343,10 +361,12 @@ export class LeaseOwnership implements KeyOwnership {
     }
     for (const fp of this.#owned) {
       if (owners.get(fp) !== me && !this.#handing.has(fp)) gone.push(fp);
+      // No longer configured here (a reload removed it): stop its lane, then free it.
+      else if (!this.#keys.includes(fp) && !this.#handing.has(fp)) void this.#handOver(fp, null);
     }
     // Not configured here (another replica's configuration gave it): give it back.
     const foreign = [...owners]
-      .filter(([fp, owner]) => owner === me && !this.#keys.includes(fp))
+      .filter(([fp, owner]) => owner === me && !this.#keys.includes(fp) && !this.#owned.has(fp))
       .map(([fp]) => fp);
     if (foreign.length && this.#client)
       void this.#client
@@ -408,8 +428,11 @@ export class LeaseOwnership implements KeyOwnership {
     if (orphans.length) this.#handlers?.orphaned(orphans);
   }
 
-  /** Hands `fp` to replica `to`: lane stopped and written out first, then the table says so. */
-  async #handOver(fp: string, to: string): Promise<void> {
+  /**
+   * Hands `fp` to replica `to` (null: to whoever takes free keys): lane stopped and written out
+   * first, then the table says so.
+   */
+  async #handOver(fp: string, to: string | null): Promise<void> {
     if (!this.#handlers || this.#handing.has(fp) || !this.#owned.has(fp)) return;
     this.#handing.add(fp);
     try {

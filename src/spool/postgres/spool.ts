@@ -5,20 +5,21 @@ import type { PostgresConfig } from '../../config/load.js';
 import { serialisedBody } from '../../pagerduty/limits.js';
 import type { EventAction, EventBody } from '../../pagerduty/types.js';
 import type { OutboundEvent } from '../../rules/types.js';
-import type {
-  Assignment,
-  CommitResult,
-  DeadLetter,
-  DeadLetterReason,
-  GaugeCounts,
-  KeyAssigner,
-  OpenAlert,
-  PendingEvent,
-  PendingGroup,
-  Spool,
-  SpoolCounts,
-  SpoolObserver,
-  StoredEvent,
+import {
+  type Assignment,
+  type CommitResult,
+  type DeadLetter,
+  type DeadLetterReason,
+  followMoves,
+  type GaugeCounts,
+  type KeyAssigner,
+  type OpenAlert,
+  type PendingEvent,
+  type PendingGroup,
+  type Spool,
+  type SpoolCounts,
+  type SpoolObserver,
+  type StoredEvent,
 } from '../spool.js';
 import { type SpoolEntry, SpoolUnavailableError } from '../types.js';
 import {
@@ -324,11 +325,49 @@ export class PostgresSpool implements Spool {
           await c.query('UPDATE events SET key_fp = $1 WHERE id = $2', [assignment.keyFp, event.id]);
           if (event.action === 'trigger' && event.dedupKey !== null) {
             await rememberAlert(c, event.route, event.dedupKey, assignment.keyFp, event.id, this.#now());
-            open.set(alertKey, { keyFp: assignment.keyFp, triggerId: event.id, sent: open.get(alertKey)?.sent ?? false });
+            open.set(alertKey, {
+              keyFp: assignment.keyFp,
+              triggerId: event.id,
+              sent: open.get(alertKey)?.sent ?? false,
+            });
           }
           firsts.set(assignment.keyFp, Math.min(firsts.get(assignment.keyFp) ?? event.id, event.id));
         }
         out.push({ event, assignment });
+      }
+      // The later events of a moved trigger's alert follow it, wherever they were in the queue.
+      const moves = followMoves(out);
+      if (moves.size) {
+        const inBatch = new Set(events.map((e) => e.id));
+        const rows = (
+          await c.query<EventRow>(
+            `SELECT ${PENDING_COLUMNS} FROM events WHERE key_fp = ANY($1::text[]) AND id > $2 ORDER BY id FOR UPDATE`,
+            [
+              [...new Set([...moves.values()].map((m) => m.from))],
+              Math.min(...[...moves.values()].map((m) => m.after)),
+            ],
+          )
+        ).rows;
+        for (const r of rows) {
+          const id = Number(r.id);
+          const m = r.dedup_key === null ? undefined : moves.get(`${r.route}\n${r.dedup_key}`);
+          if (!m || inBatch.has(id) || id <= m.after || r.key_fp !== m.from) continue;
+          await c.query('UPDATE events SET key_fp = $1 WHERE id = $2', [m.to, id]);
+          firsts.set(m.to, Math.min(firsts.get(m.to) ?? id, id));
+          out.push({
+            event: {
+              id,
+              route: r.route,
+              action: r.action as EventAction,
+              dedupKey: r.dedup_key,
+              keyFp: r.key_fp,
+              receivedAt: Number(r.received_at),
+              attempts: r.attempts,
+              nextAttemptAt: Number(r.next_attempt_at),
+            },
+            assignment: { keyFp: m.to },
+          });
+        }
       }
       await this.#notifyEvents(c, firsts);
       return out;
@@ -760,7 +799,9 @@ export class PostgresSpool implements Spool {
       if (w.delivered.length || w.rescheduled.length || w.dead.length || w.sends.length) {
         await this.#transaction('dispatch', async (c) => {
           const resolves = w.delivered.filter((e) => e.action === 'resolve' && e.dedupKey !== null);
-          const alerts = w.delivered.filter((e) => e.dedupKey !== null && (e.action === 'resolve' || e.action === 'trigger'));
+          const alerts = w.delivered.filter(
+            (e) => e.dedupKey !== null && (e.action === 'resolve' || e.action === 'trigger'),
+          );
           if (alerts.length)
             await c.query('SELECT lock_alerts($1::text[], $2::text[])', [
               alerts.map((e) => e.route),
@@ -769,7 +810,11 @@ export class PostgresSpool implements Spool {
           if (resolves.length) {
             // Forget the alert, unless a later trigger reopened it in the meantime (that trigger
             // is not at PagerDuty yet).
-            const args = [resolves.map((e) => e.route), resolves.map((e) => e.dedupKey), resolves.map((e) => e.id)];
+            const args = [
+              resolves.map((e) => e.route),
+              resolves.map((e) => e.dedupKey),
+              resolves.map((e) => e.id),
+            ];
             await c.query(
               `DELETE FROM open_alerts o USING unnest($1::text[], $2::text[], $3::bigint[]) AS f(route, dedup_key, id)
                WHERE o.route = f.route AND o.dedup_key = f.dedup_key AND o.trigger_id < f.id`,
@@ -979,7 +1024,13 @@ async function openAlertsOf(
   const withKey = events.filter((e) => e.dedupKey !== null);
   const out = new Map<string, OpenAlert>();
   if (!withKey.length) return out;
-  const rows = await c.query<{ route: string; dedup_key: string; key_fp: string; trigger_id: string; sent: boolean }>(
+  const rows = await c.query<{
+    route: string;
+    dedup_key: string;
+    key_fp: string;
+    trigger_id: string;
+    sent: boolean;
+  }>(
     `SELECT o.route, o.dedup_key, o.key_fp, o.trigger_id, o.sent FROM open_alerts o
      JOIN unnest($1::text[], $2::text[]) AS q(route, dedup_key) ON o.route = q.route AND o.dedup_key = q.dedup_key`,
     [withKey.map((e) => e.route), withKey.map((e) => e.dedupKey)],

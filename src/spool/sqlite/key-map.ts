@@ -19,14 +19,18 @@ export class SqliteOpenAlertMap {
     db: Database,
     private readonly now: () => number,
   ) {
-    this.#get = db.prepare('SELECT key_fp, trigger_id, sent FROM open_alerts WHERE route = ? AND dedup_key = ?');
+    this.#get = db.prepare(
+      'SELECT key_fp, trigger_id, sent FROM open_alerts WHERE route = ? AND dedup_key = ?',
+    );
     this.#remember = db.prepare(
       `INSERT INTO open_alerts (route, dedup_key, key_fp, trigger_id, opened_at, sent) VALUES (?, ?, ?, ?, ?, 0)
        ON CONFLICT (route, dedup_key) DO UPDATE SET
          key_fp = excluded.key_fp, trigger_id = excluded.trigger_id, opened_at = excluded.opened_at`,
     );
     this.#forget = db.prepare('DELETE FROM open_alerts WHERE route = ? AND dedup_key = ? AND trigger_id < ?');
-    this.#reopen = db.prepare('UPDATE open_alerts SET sent = 0 WHERE route = ? AND dedup_key = ? AND trigger_id > ?');
+    this.#reopen = db.prepare(
+      'UPDATE open_alerts SET sent = 0 WHERE route = ? AND dedup_key = ? AND trigger_id > ?',
+    );
     this.#sent = db.prepare('UPDATE open_alerts SET sent = 1 WHERE route = ? AND dedup_key = ?');
     this.#count = db.prepare('SELECT count(*) AS n FROM open_alerts');
     this.#prune = db.prepare(

@@ -115,7 +115,8 @@ const MIGRATIONS: readonly Migration[] = [
   },
   {
     version: 4,
-    description: 'whether an open alert reached PagerDuty, so that its queued events may move when keys are added',
+    description:
+      'whether an open alert reached PagerDuty, so that its queued events may move when keys are added',
     sql: `
       -- 1 once a trigger of the alert was delivered (it is open at PagerDuty on key_fp), 0 while
       -- its trigger only waits in the queue: a reload that adds keys may move those. Alerts from

@@ -11,6 +11,7 @@ import {
   type DeadLetter,
   type DeadLetterReason,
   decideKey,
+  followMoves,
   type GaugeCounts,
   type KeyAssigner,
   type OpenAlert,
@@ -363,6 +364,19 @@ export class SqliteSpool implements Spool {
             this.#alerts.remember(event.route, event.dedupKey, assignment.keyFp, event.id);
         }
         out.push({ event, assignment });
+      }
+      // The later events of a moved trigger's alert follow it, wherever they were in the queue
+      // (committed meanwhile, not yet in the caller's view).
+      const moves = followMoves(out);
+      if (moves.size) {
+        const inBatch = new Set(events.map((e) => e.id));
+        const from = Math.min(...[...moves.values()].map((m) => m.after));
+        for (const r of this.#s.pending.all(from)) {
+          const m = r.dedup_key === null ? undefined : moves.get(`${r.route}\n${r.dedup_key}`);
+          if (!m || inBatch.has(r.id) || r.id <= m.after || r.key_fp !== m.from) continue;
+          this.#s.reassign.run(m.to, r.id);
+          out.push({ event: toPending(r), assignment: { keyFp: m.to } });
+        }
       }
       return out;
     });
