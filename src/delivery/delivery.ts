@@ -61,6 +61,8 @@ export interface Delivery {
   /** Why the relay cannot take SNS traffic (spool not writable, stopped), or null. */
   readiness(): string | null;
   stats(): Promise<DeliveryStats>;
+  /** Resolves once the key ownership changes and reroutes asked for so far are done (tests). */
+  settled(): Promise<void>;
   /**
    * Applies new key pools and rates (a reload) at once: see Dispatcher.updateRing. Returns what
    * changed, by alias.
@@ -252,6 +254,9 @@ export async function createDelivery(config: Config, deps: DeliveryDeps): Promis
       assigner.setRing(next);
       dispatcher?.updateRing(next, changes.grown);
       return changes;
+    },
+    settled() {
+      return dispatcher?.settled() ?? Promise.resolve();
     },
     queuedOn(route) {
       return ring.keysOf(route).reduce((n, k) => n + (dispatcher?.depth(k.fp) ?? 0), 0);

@@ -361,13 +361,16 @@ export class Dispatcher {
     // through its old key while the spool moves it to a new one.
     for (const lane of lanes) lane.paused = true;
     try {
-      await Promise.all(lanes.map((l) => l.inFlight.onIdle()));
+      // The other replicas must know the added keys before alerts move to them.
+      await Promise.all([spool.ownership.registered(), ...lanes.map((l) => l.inFlight.onIdle())]);
+      // A lane handed over while this waited is its new owner's to rearrange.
+      const still = lanes.filter((l) => this.#lanes.get(l.key.fp) === l && l.state === 'running');
       const targets = new Map<number, string>();
       const candidates: PendingEvent[] = [];
       for (const route of routes) {
         const pool = ring.keysOf(route);
         if (!pool.length) continue;
-        const routeLanes = lanes.filter((l) => l.key.route === route);
+        const routeLanes = still.filter((l) => l.key.route === route);
         // Events without a dedup key: each key of the pool should hold its share.
         const loose = routeLanes.flatMap((l) =>
           [...l.events].filter((e) => e.dedupKey === null && e.route === route),
@@ -403,14 +406,18 @@ export class Dispatcher {
       assigner.endBatch();
       if (!candidates.length) return;
       candidates.sort((a, b) => a.id - b.id);
-      const results = await spool.reroute(candidates, (ev, open) => {
-        const to = targets.get(ev.id) as string;
-        // Open at PagerDuty on a key still configured: the alert's events stay on it.
-        if (open?.sent && ring.byFp(open.keyFp)) return { keyFp: open.keyFp };
-        // A trigger moved before it: follow it.
-        if (open && ev.action !== 'trigger' && ring.byFp(open.keyFp)) return { keyFp: open.keyFp };
-        return { keyFp: to };
-      });
+      const results = await spool.reroute(
+        candidates,
+        (ev, open) => {
+          const to = targets.get(ev.id) as string;
+          // Open at PagerDuty on a key still configured: the alert's events stay on it.
+          if (open?.sent && ring.byFp(open.keyFp)) return { keyFp: open.keyFp };
+          // A trigger moved before it: follow it.
+          if (open && ev.action !== 'trigger' && ring.byFp(open.keyFp)) return { keyFp: open.keyFp };
+          return { keyFp: to };
+        },
+        { fromOwned: true },
+      );
       const moved = new Map<number, string>();
       for (const { event, assignment } of results)
         if ('keyFp' in assignment && assignment.keyFp !== event.keyFp) moved.set(event.id, assignment.keyFp);

@@ -44,6 +44,8 @@ export class LocalOwnership implements KeyOwnership {
     }
   }
 
+  async registered(): Promise<void> {}
+
   holds(keyFp: string): boolean {
     return this.#running && this.#keys.has(keyFp);
   }

@@ -229,6 +229,11 @@ export interface KeyOwnership {
    * reported as orphaned.
    */
   setKeys(keyFps: readonly string[]): void;
+  /**
+   * Resolves once the other processes can know the keys configured here (a shared spool keeps an
+   * open alert on a key any live process is configured with): before events move to new keys.
+   */
+  registered(): Promise<void>;
   /** Whether this process may start a request for `keyFp` now (checked before every send). */
   holds(keyFp: string): boolean;
   /** Queue depths of the keys other processes own, as they last published them (least-loaded). */
@@ -292,13 +297,16 @@ export interface Spool {
   /** Resolves once every write queued before the call is durable. */
   flush(): Promise<void>;
   /**
-   * Moves pending events to the keys `decide` picks (their key left the configuration), reading and
-   * updating the open-alert map in one transaction. Returns the decision for each event that was
+   * Moves pending events to the keys `decide` picks (their key left the configuration, or a
+   * reload added keys), reading and updating the open-alert map in one transaction; an event that
+   * is no longer pending on the key the caller saw it on is left alone, and with `fromOwned` one
+   * on a key this process no longer owns. The later events of a moved trigger's alert follow it. Returns the decision for each event that was
    * still pending; moved events reach their new key's owner through onQueued.
    */
   reroute(
     events: readonly PendingEvent[],
     decide: (event: PendingEvent, open: OpenAlert | undefined) => Assignment,
+    opts?: { fromOwned?: boolean },
   ): Promise<Array<{ event: PendingEvent; assignment: Assignment }>>;
   /** Ends of requests since `since` (epoch ms), per key fingerprint, ascending. */
   recentSends(since: number, keyFps?: readonly string[]): Promise<Map<string, number[]>>;

@@ -70,6 +70,7 @@ describe.each(['SQLite', 'PostgreSQL'] as const)('delivery to PagerDuty on %s', 
   /** Waits until the delivery owns (and has loaded) the lanes of `n` keys: at once on SQLite, after the first lease on PostgreSQL. */
   async function owning(delivery: Delivery, n: number): Promise<void> {
     await expect.poll(async () => (await delivery.stats()).lanes.length, { timeout: 10_000 }).toBe(n);
+    await delivery.settled();
   }
 
   async function start(cfg: Config) {
@@ -518,6 +519,8 @@ describe.each(['SQLite', 'PostgreSQL'] as const)('delivery to PagerDuty on %s', 
     });
     running.push(delivery);
     delivery.start();
+    // The key's queue loaded (empty) before the event comes: it is not a backlog of a dead process.
+    await owning(delivery, 1);
     await delivery.sink.commit(entry([alarmEvent('trigger', 'after-restart')]));
     await expect
       .poll(() => log.lines().find((l) => l.msg === 'Rate window full; waiting.'))

@@ -444,11 +444,13 @@ export function describeSpoolContract(backend: SpoolBackend): void {
       expect(now.find((e) => e.id === resolve.id)?.keyFp).toBe(
         pickForDedupKey(afterRing.keysOf('default'), onGone[1]).fp,
       );
-      // An event that is no longer pending is not moved.
-      expect(await after.reroute([resolve], () => ({ keyFp: 'x' }))).toHaveLength(1);
-      after.delivered({ ...resolve, keyFp: 'x' });
+      // An event no longer on the key the caller saw it on, or no longer pending, is not moved.
+      const current = now.find((e) => e.id === resolve.id) as PendingEvent;
+      expect(await after.reroute([resolve], () => ({ keyFp: 'x' }))).toEqual([]);
+      expect(await after.reroute([current], () => ({ keyFp: 'x' }))).toHaveLength(1);
+      after.delivered({ ...current, keyFp: 'x' });
       await after.flush();
-      expect(await after.reroute([resolve], () => ({ keyFp: 'y' }))).toEqual([]);
+      expect(await after.reroute([{ ...current, keyFp: 'x' }], () => ({ keyFp: 'y' }))).toEqual([]);
     });
 
     it('rejects commits once closed', async () => {

@@ -212,7 +212,12 @@ const MIGRATIONS: readonly Migration[] = [
             IF ev.dedup_key IS NOT NULL THEN
               SELECT key_fp INTO open_fp FROM open_alerts WHERE route = ev.route AND dedup_key = ev.dedup_key;
               IF FOUND THEN
-                IF ev.pool ? open_fp THEN
+                -- The open alert keeps its key while this replica's pool or any live replica's
+                -- has it: replicas whose configurations briefly differ (a reload rolling out)
+                -- never give one alert two keys.
+                IF ev.pool ? open_fp OR EXISTS (
+                  SELECT 1 FROM replicas WHERE expires_at > clock_timestamp() AND keys @> ARRAY[open_fp]
+                ) THEN
                   chosen := open_fp;
                 ELSIF ev.action <> 'trigger' THEN
                   orphan := true;

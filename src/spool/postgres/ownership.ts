@@ -90,8 +90,10 @@ export class LeaseOwnership implements KeyOwnership {
   #depths: () => ReadonlyMap<string, number> = () => new Map();
   #published = new Map<string, number>();
   #unowned = 0;
-  /** Keys configured on some live replica, as of the last look. */
-  #liveKeys = new Set<string>();
+  /** Bumped when the configured keys change; the renewal that wrote a generation's keys records it. */
+  #generation = 1;
+  #registeredGeneration = 0;
+  #registrationWaiters: Array<() => void> = [];
   /** Keys with pending events that nobody can own, when they were first seen so (performance.now()). */
   readonly #strays = new Map<string, number>();
   readonly #reported = new Map<string, number>();
@@ -110,17 +112,26 @@ export class LeaseOwnership implements KeyOwnership {
 
   setKeys(keyFps: readonly string[]): void {
     this.#keys = [...new Set(keyFps)].sort();
+    this.#generation++;
     // The next look registers them, hands removed ones back and takes added ones.
     this.#kick();
   }
 
   /**
-   * Keys configured on this replica or on another live one (as of the last look): an open alert
-   * whose key is among them keeps that key even where this replica's pool lacks it, so that two
-   * replicas whose configurations briefly differ never give one alert two keys.
+   * Resolves once the keys configured here are in this replica's row of `replicas` (its first
+   * renewal, or the one after setKeys), or after the grace period if the database does not answer:
+   * commits wait for it, so that another replica never sees an alert on a key it cannot know of.
    */
-  liveKeys(): ReadonlySet<string> {
-    return new Set([...this.#liveKeys, ...this.#keys]);
+  registered(): Promise<void> {
+    if (!this.#handlers || this.#stopped || this.#registeredGeneration === this.#generation)
+      return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, this.#t.graceMs);
+      this.#registrationWaiters.push(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
   }
 
   holds(keyFp: string): boolean {
@@ -157,6 +168,7 @@ export class LeaseOwnership implements KeyOwnership {
   async stop(): Promise<void> {
     if (this.#stopped) return;
     this.#stopped = true;
+    for (const w of this.#registrationWaiters.splice(0)) w();
     if (this.#timer) clearTimeout(this.#timer);
     if (this.#validity) clearTimeout(this.#validity);
     while (this.#ticking) await new Promise((r) => setTimeout(r, 5));
@@ -215,6 +227,7 @@ export class LeaseOwnership implements KeyOwnership {
     }
     const client = this.#client as pg.Client;
     const started = performance.now();
+    const generation = this.#generation;
     try {
       await client.query(
         `INSERT INTO replicas (id, name, keys, heartbeat_at, expires_at)
@@ -224,6 +237,8 @@ export class LeaseOwnership implements KeyOwnership {
         [this.#o.replica, this.#o.name, this.#keys, this.#t.leaseMs],
       );
       this.#renewed(started);
+      this.#registeredGeneration = generation;
+      if (generation === this.#generation) for (const w of this.#registrationWaiters.splice(0)) w();
       if (this.#down !== null) {
         this.#down = null;
         this.#o.observer?.databaseRecovered?.();
@@ -336,7 +351,6 @@ export class LeaseOwnership implements KeyOwnership {
         handOver.push({ fp: k.key_fp, to });
       }
       this.#published = new Map(keys.map((k) => [k.key_fp, Number(k.depth)]));
-      this.#liveKeys = new Set(replicas.flatMap((r) => r.keys));
       // Rows of replicas long gone.
       await client.query("DELETE FROM replicas WHERE expires_at < clock_timestamp() - interval '1 hour'");
       if (notify) await client.query('SELECT pg_notify($1, $2)', [this.#o.channels.owners, `assigned ${me}`]);

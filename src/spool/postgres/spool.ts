@@ -289,6 +289,7 @@ export class PostgresSpool implements Spool {
   async reroute(
     events: readonly PendingEvent[],
     decide: (event: PendingEvent, open: OpenAlert | undefined) => Assignment,
+    opts: { fromOwned?: boolean } = {},
   ): Promise<Array<{ event: PendingEvent; assignment: Assignment }>> {
     if (!events.length) return [];
     await this.flush();
@@ -297,12 +298,30 @@ export class PostgresSpool implements Spool {
         events.map((e) => e.route),
         events.map((e) => e.dedupKey),
       ]);
+      // Only events still pending on the key the caller saw them on; with fromOwned, only on keys
+      // this replica still owns (a key handed over meanwhile is its new owner's to rearrange: the
+      // row lock makes the hand-over wait for this transaction, or this one see it done).
+      let owned: Set<string> | undefined;
+      if (opts.fromOwned)
+        owned = new Set(
+          (
+            await c.query<{ key_fp: string }>(
+              'SELECT key_fp FROM key_owners WHERE key_fp = ANY($1::text[]) AND owner = $2 FOR SHARE',
+              [[...new Set(events.map((e) => e.keyFp))], this.#replica],
+            )
+          ).rows.map((r) => r.key_fp),
+        );
+      const seen = new Map(events.map((e) => [e.id, e.keyFp]));
       const still = new Set(
         (
-          await c.query<{ id: string }>('SELECT id FROM events WHERE id = ANY($1::bigint[]) FOR UPDATE', [
-            events.map((e) => e.id),
-          ])
-        ).rows.map((r) => Number(r.id)),
+          await c.query<{ id: string; key_fp: string }>(
+            'SELECT id, key_fp FROM events WHERE id = ANY($1::bigint[]) FOR UPDATE',
+            [events.map((e) => e.id)],
+          )
+        ).rows
+          .filter((r) => r.key_fp === seen.get(Number(r.id)))
+          .filter((r) => owned === undefined || owned.has(r.key_fp))
+          .map((r) => Number(r.id)),
       );
       const open = await openAlertsOf(c, events);
       const out: Array<{ event: PendingEvent; assignment: Assignment }> = [];
@@ -636,6 +655,9 @@ export class PostgresSpool implements Spool {
 
     let results: EntryResult[];
     try {
+      // The keys this replica commits with must be known to the others first (commit_batch keeps
+      // an open alert on a key any live replica is configured with).
+      await this.ownership.registered();
       const batchJson = JSON.stringify({
         replica: this.#replica,
         channel: this.#channels.events,

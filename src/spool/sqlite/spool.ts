@@ -353,7 +353,8 @@ export class SqliteSpool implements Spool {
     const run = this.#db.transaction(() => {
       const out: Array<{ event: PendingEvent; assignment: Assignment }> = [];
       for (const event of events) {
-        if (this.#s.exists.get(event.id) === undefined) continue;
+        // Only an event still pending on the key the caller saw it on.
+        if (this.#s.keyOf.get(event.id)?.key_fp !== event.keyFp) continue;
         const open = event.dedupKey === null ? undefined : this.#alerts.get(event.route, event.dedupKey);
         const assignment = decide(event, open);
         if ('deadLetter' in assignment) {
@@ -840,7 +841,7 @@ function prepare(db: Database, readonly: boolean) {
     pending: db.prepare<[number], EventRow>(
       `SELECT ${PENDING_COLUMNS} FROM events WHERE id >= ? ORDER BY id`,
     ),
-    exists: db.prepare<[number], { id: number }>('SELECT id FROM events WHERE id = ?'),
+    keyOf: db.prepare<[number], { key_fp: string }>('SELECT key_fp FROM events WHERE id = ?'),
     keyFps: db.prepare<[], { key_fp: string }>('SELECT DISTINCT key_fp FROM events'),
     unadopted: db.prepare<[], EventRow>(
       `SELECT ${PENDING_COLUMNS} FROM events WHERE adopted = 0 ORDER BY id`,
