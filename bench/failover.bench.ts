@@ -149,6 +149,8 @@ class Load {
 
 interface Run {
   signal: 'SIGKILL' | 'SIGTERM';
+  /** performance.now() when the signal was sent. */
+  at: number;
   victim: number;
   keys: string[];
   /** Signal → the victim's keys taken on by another replica (its log line: ms, wall clock, ±1 ms). */
@@ -266,6 +268,7 @@ async function main(): Promise<void> {
       const times = [...firsts.values()].map((t) => t - at);
       const run: Run = {
         signal,
+        at,
         victim,
         keys: aliases,
         takenOnMs: takenOn.length ? Math.min(...takenOn) : Number.NaN,
@@ -296,10 +299,23 @@ async function main(): Promise<void> {
       await sleep(100);
     const seen = paged();
     const lost = [...load.acknowledged].filter((k) => !seen.has(k)).length;
-    const duplicates = [...seen.values()].reduce((n, c) => n + c - 1, 0);
+    // A page sent again goes to the run whose signal came last before it: the new owner resending
+    // what the old one had sent but not yet recorded as sent.
+    const resent = runs.map(() => 0);
+    const times = new Map<string, number[]>();
+    for (const s of slots)
+      for (const e of s.pagerduty.accepted)
+        if (e.dedupKey) times.set(e.dedupKey, [...(times.get(e.dedupKey) ?? []), e.at]);
+    for (const ts of times.values()) {
+      for (const t of ts.sort((a, b) => a - b).slice(1)) {
+        const run = runs.findLastIndex((r) => r.at <= t);
+        if (run >= 0) resent[run] = (resent[run] ?? 0) + 1;
+      }
+    }
+    const duplicates = resent.reduce((a, b) => a + b, 0);
     console.log(
       `\nLoad: ${load.acknowledged.size} alarms acknowledged (${load.retries} POSTs tried again on another replica, ${load.failed} given up), ` +
-        `${lost} not paged, ${duplicates} paged twice (the request in flight at a kill, which PagerDuty de-duplicates by dedup_key).`,
+        `${lost} not paged, ${duplicates} paged twice, by run: ${resent.join(' ')} (what the old owner had sent but not yet written as sent: PagerDuty de-duplicates it by dedup_key).`,
     );
     for (const signal of ['SIGKILL', 'SIGTERM'] as const) {
       const rs = runs.filter((r) => r.signal === signal);
