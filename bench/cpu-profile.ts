@@ -26,7 +26,7 @@ interface Profile {
  * Inclusive stages: a sample counts for a stage when any frame on its stack is the stage's function.
  * What each means is the function's whole subtree (e.g. `spool commit` includes the fsync).
  */
-const STAGES: Array<{ label: string; file: string; fn: RegExp }> = [
+const STAGES: Array<{ label: string; file: string | RegExp; fn: RegExp }> = [
   { label: 'body read (readBody)', file: 'src/ingress/sns/body.ts', fn: /^readBody$/ },
   { label: 'signature verification', file: 'src/ingress/sns/signature.ts', fn: /^verify$/ },
   { label: 'decode (incl. JSON.parse of Message)', file: 'src/decode/decode.ts', fn: /^decodeNotification$/ },
@@ -37,6 +37,16 @@ const STAGES: Array<{ label: string; file: string; fn: RegExp }> = [
     label: '  of which the entries (statements, body JSON)',
     file: 'src/spool/sqlite/spool.ts',
     fn: /insertEntry$/,
+  },
+  {
+    label: 'spool group commit on PostgreSQL (#commitBatch: entries, JSON, query sent)',
+    file: 'src/spool/postgres/spool.ts',
+    fn: /commitBatch$/,
+  },
+  {
+    label: 'node-postgres (pg, pg-protocol, pg-pool: values, socket writes, parsing answers)',
+    file: /\/node_modules\/pg(-protocol|-pool)?\//,
+    fn: /.*/,
   },
   { label: 'dispatcher place()', file: 'src/delivery/dispatcher.ts', fn: /^place$/ },
   { label: 'request log line + metrics', file: 'src/metrics/ingress.ts', fn: /^requestCompleted$/ },
@@ -121,7 +131,8 @@ function summarise(profile: Profile, top = 25): string {
   // Inclusive stage time: walk each sample's stack once.
   const stageUs = STAGES.map(() => 0);
   const matches = (frame: CallFrame, s: (typeof STAGES)[number]) =>
-    frame.url.endsWith(s.file) && s.fn.test(frame.functionName.replace(/^.*\./, ''));
+    (typeof s.file === 'string' ? frame.url.endsWith(s.file) : s.file.test(frame.url)) &&
+    s.fn.test(frame.functionName.replace(/^.*\./, ''));
   profile.samples.forEach((id, i) => {
     const dt = Math.max(0, profile.timeDeltas[i] ?? 0);
     const hit = STAGES.map(() => false);
@@ -143,7 +154,7 @@ function summarise(profile: Profile, top = 25): string {
 const args = process.argv.slice(2);
 const topAt = args.indexOf('--top');
 const top = topAt >= 0 ? Number(args[topAt + 1]) : 25;
-const targets = args.filter((a, i) => a !== '--top' && i !== topAt + 1);
+const targets = args.filter((_, i) => topAt < 0 || (i !== topAt && i !== topAt + 1));
 if (!targets.length) {
   console.error('Expected a .cpuprofile file or a directory of them.');
   process.exit(2);

@@ -101,6 +101,71 @@ export async function cachedSignatures(
   return signatures;
 }
 
+/** A distinct alarm of a steady stream: one SNS message, its own MessageId and dedup key. */
+export interface SignedAlarm {
+  /** The Notification's JSON, ready to POST. */
+  body: string;
+  messageId: string;
+  /** The dedup key the built-in CloudWatch rule gives its event (the AlarmArn). */
+  dedupKey: string;
+}
+
+/** The AlarmArn (and so the PagerDuty dedup key) of distinct alarm `i`. */
+export const distinctAlarmArn = (i: number) =>
+  `arn:aws:cloudwatch:us-east-1:123456789012:alarm:bench-alarm-${i}`;
+
+/**
+ * Notification `i` (unsigned) of a stream of distinct alarms: the corpus alarm renamed
+ * `bench-alarm-<i>`, going OK → ALARM, so that each message triggers an alert of its own (no
+ * open-alert stickiness, no stale check between them) and PagerDuty's copy can be told apart by
+ * its dedup key.
+ */
+export function distinctAlarmNotification(
+  i: number,
+  template: Record<string, unknown>,
+  certUrl: string,
+): Envelope {
+  const message = JSON.stringify({
+    ...template,
+    AlarmName: `bench-alarm-${i}`,
+    AlarmArn: distinctAlarmArn(i),
+    NewStateValue: 'ALARM',
+    OldStateValue: 'OK',
+  });
+  return {
+    ...benchNotification(i, message, certUrl),
+    MessageId: `00000a1a-0000-4000-8000-${i.toString(16).padStart(12, '0')}`,
+    Subject: `ALARM: "bench-alarm-${i}" in US East (N. Virginia)`,
+  };
+}
+
+/**
+ * `count` signed Notifications of distinct alarms (distinctAlarmNotification()), signatures cached
+ * in `.bench/` like signedNotifications()'s.
+ */
+export async function signedDistinctAlarms(count: number, certUrl: string): Promise<SignedAlarm[]> {
+  const message = alarmMessage();
+  const key = createHash('sha256')
+    .update(`${testTls.signingKeyPem}\n${message}\n${BENCH_TOPIC}\ndistinct`)
+    .digest('hex')
+    .slice(0, 16);
+  const signatures = await cachedSignatures(
+    `alarms-${key}.txt`,
+    count,
+    new URL('./sign-worker.ts', import.meta.url),
+    (from, to) => ['--distinct-alarms', message, String(from), String(to)],
+  );
+  const template = JSON.parse(message) as Record<string, unknown>;
+  return signatures.map((signature, i) => {
+    const envelope = distinctAlarmNotification(i, template, certUrl);
+    return {
+      body: JSON.stringify({ ...envelope, Signature: signature }),
+      messageId: String(envelope.MessageId),
+      dedupKey: distinctAlarmArn(i),
+    };
+  });
+}
+
 /**
  * `count` signed SignatureVersion-2 Notification bodies (JSON strings, ready to POST) whose
  * SigningCertURL is `certUrl` (not signed, so the cache survives a new port).
