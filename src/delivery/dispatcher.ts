@@ -676,6 +676,7 @@ export class Dispatcher {
           attempts: head.attempts + 1,
           status: result.status,
           ageMs: clock.now() - head.receivedAt,
+          ...(head.sourceAt > 0 ? { sourceDelayMs: clock.now() - head.sourceAt } : {}),
         });
         return;
       case 'failed':

@@ -44,7 +44,13 @@ export interface DeliveryMetrics {
   spoolCommitted(info: { durationMs: number; entries: number; events: number }): void;
   spoolUnavailable(problem: string): void;
   spoolRecovered(): void;
-  delivered(ctx: EventContext & { attempts: number; status: number; ageMs: number }): void;
+  /**
+   * PagerDuty took the event: `ageMs` since the relay accepted it (SNS request), `sourceDelayMs`
+   * since its source's own time (undefined when unknown).
+   */
+  delivered(
+    ctx: EventContext & { attempts: number; status: number; ageMs: number; sourceDelayMs?: number },
+  ): void;
   deadLettered(ctx: EventContext & { reason: DeadLetterReason; detail: string; attempts: number }): void;
   dryRun(ctx: EventContext): void;
   request(ctx: {
@@ -143,6 +149,24 @@ export function createDeliveryMetrics(registry: Registry, logger: Logger): Deliv
     buckets: [0.01, 0.1, 0.5, 1, 5, 15, 30, 60],
     registers,
   });
+  // Time to page, from 5 ms (the relay's own path) to an hour (a long PagerDuty outage, a backlog).
+  const pageBuckets = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600,
+  ];
+  const deliverySeconds = new Histogram({
+    name: 'pdrelay_event_delivery_seconds',
+    help: "Time from the relay's acceptance of an SNS request to PagerDuty's 2xx for its event, by route and action.",
+    labelNames: ['route', 'action'],
+    buckets: pageBuckets,
+    registers,
+  });
+  const sourceDelay = new Histogram({
+    name: 'pdrelay_event_source_delay_seconds',
+    help: "Time from the source's own time of an event (its payload.timestamp, else the SNS Timestamp) to PagerDuty's 2xx, by route and action: SNS's and EventBridge's delays included.",
+    labelNames: ['route', 'action'],
+    buckets: pageBuckets,
+    registers,
+  });
   const commitDuration = new Histogram({
     name: 'pdrelay_spool_commit_duration_seconds',
     help: 'Duration of spool group-commit transactions (fsync included).',
@@ -197,8 +221,18 @@ export function createDeliveryMetrics(registry: Registry, logger: Logger): Deliv
     },
     delivered(ctx) {
       events.inc({ route: ctx.route, action: ctx.action, outcome: 'delivered' });
+      deliverySeconds.observe({ route: ctx.route, action: ctx.action }, Math.max(0, ctx.ageMs) / 1000);
+      // A source clock ahead of ours would give a negative delay: counted as none.
+      if (ctx.sourceDelayMs !== undefined)
+        sourceDelay.observe({ route: ctx.route, action: ctx.action }, Math.max(0, ctx.sourceDelayMs) / 1000);
       log.info(
-        { ...fields(ctx), attempts: ctx.attempts, status: ctx.status, ageMs: ctx.ageMs },
+        {
+          ...fields(ctx),
+          attempts: ctx.attempts,
+          status: ctx.status,
+          ageMs: ctx.ageMs,
+          ...(ctx.sourceDelayMs !== undefined ? { sourceDelayMs: ctx.sourceDelayMs } : {}),
+        },
         'Event delivered to PagerDuty.',
       );
     },

@@ -32,6 +32,11 @@ export interface PendingEvent {
   keyFp: string;
   /** Epoch ms when ingress accepted it (or when an operator retried its dead letter). */
   receivedAt: number;
+  /**
+   * Epoch ms of the state it reports, at its source: the rule's payload.timestamp, else the SNS
+   * Timestamp (OutboundEvent.time); 0 when neither was a date. Time to page is measured from it.
+   */
+  sourceAt: number;
   /** Failed attempts so far. */
   attempts: number;
   /** Epoch ms before which it must not be sent (backoff survives restarts); 0 for now. */

@@ -558,6 +558,29 @@ describe.each(['SQLite', 'PostgreSQL'] as const)('delivery to PagerDuty on %s', 
     }
   });
 
+  it('measures time to page: from acceptance, and from the source’s own time (SNS and EventBridge delays included)', async () => {
+    const { delivery, registry, log } = await start(config({ default: { keys: keysOf(1) } }));
+    const now = Date.now();
+    await commitAll(delivery, [
+      alarmEvent('trigger', 'ttp-1', { time: { at: now - 5000, from: 'payload' } }),
+      alarmEvent('trigger', 'ttp-2'),
+    ]);
+    await fake.waitFor((f) => f.accepted.length === 2, 5000, 'both events');
+    const sample = async (name: string) => {
+      const m = new RegExp(`^${name}\\{[^}]*route="default"[^}]*\\} (\\S+)$`, 'm').exec(
+        await registry.metrics(),
+      );
+      return Number(m?.[1] ?? 0);
+    };
+    await expect.poll(() => sample('pdrelay_event_delivery_seconds_count')).toBe(2);
+    expect(await sample('pdrelay_event_delivery_seconds_sum')).toBeLessThan(4);
+    // Only the event with a source time has a source delay: at least the 5 s it was old when it came.
+    expect(await sample('pdrelay_event_source_delay_seconds_count')).toBe(1);
+    expect(await sample('pdrelay_event_source_delay_seconds_sum')).toBeGreaterThanOrEqual(5);
+    const line = log.lines().find((l) => l.msg === 'Event delivered to PagerDuty.' && l.dedupKey === 'ttp-1');
+    expect(Number(line?.sourceDelayMs)).toBeGreaterThanOrEqual(5000);
+  });
+
   it('waits as long as Retry-After says (within maxBackoffMs)', async () => {
     const { delivery } = await start(
       config({ default: { keys: keysOf(1) } }, { minBackoffMs: 5, maxBackoffMs: 5000 }),

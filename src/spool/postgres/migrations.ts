@@ -45,6 +45,8 @@ const MIGRATIONS: readonly Migration[] = [
         key_fp text NOT NULL,
         body text NOT NULL,
         received_at bigint NOT NULL,
+        -- When the state it reports began at its source (OutboundEvent.time; 0: unknown).
+        source_at bigint NOT NULL DEFAULT 0,
         attempts integer NOT NULL DEFAULT 0,
         next_attempt_at bigint NOT NULL DEFAULT 0,
         last_error text
@@ -74,6 +76,7 @@ const MIGRATIONS: readonly Migration[] = [
         key_fp text NOT NULL,
         body text NOT NULL,
         received_at bigint NOT NULL,
+        source_at bigint NOT NULL DEFAULT 0,
         attempts integer NOT NULL,
         last_error text,
         reason text NOT NULL,
@@ -182,6 +185,7 @@ const MIGRATIONS: readonly Migration[] = [
             SELECT (ord - 1)::int AS i, x->>'route' AS route, x->>'rule' AS rule, x->>'action' AS action,
                    x->>'dedupKey' AS dedup_key, (x->>'timeAt')::bigint AS time_at, x->>'timeFrom' AS time_from,
                    (x->>'body')::int AS body, x->'pool' AS pool, x->>'keyFp' AS key_fp,
+                   coalesce((x->>'sourceAt')::bigint, 0) AS source_at,
                    x->>'dead' AS dead, x->>'detail' AS detail
             FROM jsonb_array_elements(entry.events) WITH ORDINALITY AS t(x, ord)
             ORDER BY ord
@@ -200,9 +204,10 @@ const MIGRATIONS: readonly Migration[] = [
             END IF;
             IF ev.dead IS NOT NULL THEN
               INSERT INTO dead_letters (id, message_id, route, rule, action, dedup_key, key_fp, body, received_at,
-                                        attempts, last_error, reason, detail, dead_at)
+                                        source_at, attempts, last_error, reason, detail, dead_at)
               VALUES (nextval('event_ids'), entry.message_id, ev.route, ev.rule, ev.action, ev.dedup_key, '',
-                      bodies[ev.body], entry.received_at, 0, NULL, ev.dead, ev.detail, (batch->>'now')::bigint)
+                      bodies[ev.body], entry.received_at, ev.source_at, 0, NULL, ev.dead, ev.detail,
+                      (batch->>'now')::bigint)
               RETURNING id INTO new_id;
               r_dl := r_dl || jsonb_build_array(jsonb_build_array(ev.i, new_id));
               CONTINUE;
@@ -224,9 +229,9 @@ const MIGRATIONS: readonly Migration[] = [
                 END IF;
               END IF;
             END IF;
-            INSERT INTO events (message_id, route, rule, action, dedup_key, key_fp, body, received_at)
+            INSERT INTO events (message_id, route, rule, action, dedup_key, key_fp, body, received_at, source_at)
             VALUES (entry.message_id, ev.route, ev.rule, ev.action, ev.dedup_key, chosen, bodies[ev.body],
-                    entry.received_at)
+                    entry.received_at, ev.source_at)
             RETURNING id INTO new_id;
             IF ev.action = 'trigger' AND ev.dedup_key IS NOT NULL THEN
               INSERT INTO open_alerts (route, dedup_key, key_fp, trigger_id, opened_at)

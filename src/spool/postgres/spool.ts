@@ -81,6 +81,7 @@ interface EventRow {
   key_fp: string;
   body: string;
   received_at: string;
+  source_at: string;
   attempts: number;
   next_attempt_at: string;
   last_error: string | null;
@@ -101,7 +102,8 @@ interface Writes {
   done: Array<{ resolve: () => void; reject: (err: Error) => void }>;
 }
 
-const PENDING_COLUMNS = 'id, route, action, dedup_key, key_fp, received_at, attempts, next_attempt_at';
+const PENDING_COLUMNS =
+  'id, route, action, dedup_key, key_fp, received_at, source_at, attempts, next_attempt_at';
 
 /**
  * The spool shared by several replicas: one PostgreSQL database (RDS or Aurora Multi-AZ on AWS).
@@ -246,6 +248,7 @@ export class PostgresSpool implements Spool {
           dedupKey: r.dedup_key,
           keyFp: shared(r.key_fp),
           receivedAt: Number(r.received_at),
+          sourceAt: Number(r.source_at),
           attempts: r.attempts,
           nextAttemptAt: Number(r.next_attempt_at),
         });
@@ -381,6 +384,7 @@ export class PostgresSpool implements Spool {
               dedupKey: r.dedup_key,
               keyFp: r.key_fp,
               receivedAt: Number(r.received_at),
+              sourceAt: Number(r.source_at),
               attempts: r.attempts,
               nextAttemptAt: Number(r.next_attempt_at),
             },
@@ -441,9 +445,9 @@ export class PostgresSpool implements Spool {
       for (const r of rows) {
         // A retried dead letter starts a new life: full maxAge, no backoff.
         const inserted = await c.query<{ id: string }>(
-          `INSERT INTO events (message_id, route, rule, action, dedup_key, key_fp, body, received_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id`,
-          [r.message_id, r.route, r.rule, r.action, r.dedup_key, r.key_fp, r.body, now],
+          `INSERT INTO events (message_id, route, rule, action, dedup_key, key_fp, body, received_at, source_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id`,
+          [r.message_id, r.route, r.rule, r.action, r.dedup_key, r.key_fp, r.body, now, r.source_at],
         );
         const id = Number(inserted.rows[0]?.id);
         if (r.action === 'trigger' && r.dedup_key !== null)
@@ -635,6 +639,7 @@ export class PostgresSpool implements Spool {
               dedupKey: ev.dedupKey,
               timeAt: ev.dedupKey !== null && ev.time ? ev.time.at : null,
               timeFrom: ev.dedupKey !== null && ev.time ? ev.time.from : null,
+              sourceAt: ev.time?.at ?? 0,
               body: bodies.length + texts.length,
               ...('deadLetter' in proposal
                 ? { dead: proposal.deadLetter, detail: proposal.detail, pool: [], keyFp: '' }
@@ -692,6 +697,7 @@ export class PostgresSpool implements Spool {
           dedupKey: ev.dedupKey,
           keyFp,
           receivedAt: p.entry.receivedAt,
+          sourceAt: ev.time?.at ?? 0,
           attempts: 0,
           nextAttemptAt: 0,
         };
@@ -1004,9 +1010,9 @@ async function moveToDeadLetters(
   dead: ReadonlyArray<{ id: number; attempts: number; reason: DeadLetterReason; detail: string; at: number }>,
 ): Promise<void> {
   await c.query(
-    `INSERT INTO dead_letters (id, message_id, route, rule, action, dedup_key, key_fp, body, received_at, attempts,
-                               last_error, reason, detail, dead_at)
-     SELECT e.id, e.message_id, e.route, e.rule, e.action, e.dedup_key, e.key_fp, e.body, e.received_at,
+    `INSERT INTO dead_letters (id, message_id, route, rule, action, dedup_key, key_fp, body, received_at, source_at,
+                               attempts, last_error, reason, detail, dead_at)
+     SELECT e.id, e.message_id, e.route, e.rule, e.action, e.dedup_key, e.key_fp, e.body, e.received_at, e.source_at,
             greatest(e.attempts, u.attempts), e.last_error, u.reason, u.detail, u.at
      FROM events e JOIN unnest($1::bigint[], $2::int[], $3::text[], $4::text[], $5::bigint[])
        AS u(id, attempts, reason, detail, at) ON e.id = u.id
@@ -1070,6 +1076,7 @@ function toStored(r: EventRow): StoredEvent {
     dedupKey: r.dedup_key,
     keyFp: r.key_fp,
     receivedAt: Number(r.received_at),
+    sourceAt: Number(r.source_at),
     attempts: r.attempts,
     nextAttemptAt: Number(r.next_attempt_at),
     messageId: r.message_id,

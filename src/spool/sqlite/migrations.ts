@@ -116,12 +116,17 @@ const MIGRATIONS: readonly Migration[] = [
   {
     version: 4,
     description:
-      'whether an open alert reached PagerDuty, so that its queued events may move when keys are added',
+      'whether an open alert reached PagerDuty, so that its queued events may move when keys are added; events keep their source time',
     sql: `
       -- 1 once a trigger of the alert was delivered (it is open at PagerDuty on key_fp), 0 while
       -- its trigger only waits in the queue: a reload that adds keys may move those. Alerts from
       -- before this version count as delivered: they never move.
       ALTER TABLE open_alerts ADD COLUMN sent INTEGER NOT NULL DEFAULT 1;
+
+      -- When the state an event reports began at its source (OutboundEvent.time, epoch ms; 0:
+      -- unknown), so that time to page can be measured from it.
+      ALTER TABLE events ADD COLUMN source_at INTEGER NOT NULL DEFAULT 0;
+      ALTER TABLE dead_letters ADD COLUMN source_at INTEGER NOT NULL DEFAULT 0;
     `,
   },
 ];

@@ -84,6 +84,7 @@ interface EventRow {
   key_fp: string;
   body: string;
   received_at: number;
+  source_at: number;
   attempts: number;
   next_attempt_at: number;
   last_error: string | null;
@@ -104,7 +105,8 @@ interface PendingCommit {
 /** A queued write other than a commit. */
 type Op = () => void;
 
-const PENDING_COLUMNS = 'id, route, action, dedup_key, key_fp, received_at, attempts, next_attempt_at';
+const PENDING_COLUMNS =
+  'id, route, action, dedup_key, key_fp, received_at, source_at, attempts, next_attempt_at';
 
 /**
  * The embedded spool: better-sqlite3 in WAL mode, and no commit acknowledged before the WAL is
@@ -277,6 +279,7 @@ export class SqliteSpool implements Spool {
         dedupKey: r.dedup_key,
         keyFp: shared(r.key_fp),
         receivedAt: r.received_at,
+        sourceAt: r.source_at,
         attempts: r.attempts,
         nextAttemptAt: r.next_attempt_at,
       });
@@ -442,6 +445,7 @@ export class SqliteSpool implements Spool {
           r.body,
           now,
           0,
+          r.source_at,
         );
         const id = Number(info.lastInsertRowid);
         if (r.action === 'trigger' && r.dedup_key !== null)
@@ -725,6 +729,7 @@ export class SqliteSpool implements Spool {
         serialisedBody(ev.body),
         entry.receivedAt,
         1,
+        ev.time?.at ?? 0,
       );
       const pending: PendingEvent = {
         id: Number(info.lastInsertRowid),
@@ -733,6 +738,7 @@ export class SqliteSpool implements Spool {
         dedupKey: ev.dedupKey,
         keyFp,
         receivedAt: entry.receivedAt,
+        sourceAt: ev.time?.at ?? 0,
         attempts: 0,
         nextAttemptAt: 0,
       };
@@ -878,9 +884,9 @@ function prepare(db: Database, readonly: boolean) {
     insertMessage: w<[string, number]>(
       'INSERT OR IGNORE INTO messages (message_id, accepted_at) VALUES (?, ?)',
     ),
-    insertEvent: w<[string, string, string, string, string | null, string, string, number, number]>(
-      `INSERT INTO events (message_id, route, rule, action, dedup_key, key_fp, body, received_at, adopted)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    insertEvent: w<[string, string, string, string, string | null, string, string, number, number, number]>(
+      `INSERT INTO events (message_id, route, rule, action, dedup_key, key_fp, body, received_at, adopted, source_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     ),
     deleteEvent: w<[number]>('DELETE FROM events WHERE id = ?'),
     reschedule: w<[number, number, string, number]>(
@@ -889,8 +895,8 @@ function prepare(db: Database, readonly: boolean) {
     reassign: w<[string, number]>('UPDATE events SET key_fp = ? WHERE id = ?'),
     toDeadLetters: w<[{ attempts: number; reason: string; detail: string; now: number; id: number }]>(
       `INSERT OR REPLACE INTO dead_letters
-         (id, message_id, route, rule, action, dedup_key, key_fp, body, received_at, attempts, last_error, reason, detail, dead_at)
-       SELECT id, message_id, route, rule, action, dedup_key, key_fp, body, received_at, max(attempts, @attempts), last_error,
+         (id, message_id, route, rule, action, dedup_key, key_fp, body, received_at, source_at, attempts, last_error, reason, detail, dead_at)
+       SELECT id, message_id, route, rule, action, dedup_key, key_fp, body, received_at, source_at, max(attempts, @attempts), last_error,
               @reason, @detail, @now
        FROM events WHERE id = @id`,
     ),
@@ -926,7 +932,15 @@ function prepare(db: Database, readonly: boolean) {
 function toPending(
   r: Pick<
     EventRow,
-    'id' | 'route' | 'action' | 'dedup_key' | 'key_fp' | 'received_at' | 'attempts' | 'next_attempt_at'
+    | 'id'
+    | 'route'
+    | 'action'
+    | 'dedup_key'
+    | 'key_fp'
+    | 'received_at'
+    | 'source_at'
+    | 'attempts'
+    | 'next_attempt_at'
   >,
 ): PendingEvent {
   return {
@@ -936,6 +950,7 @@ function toPending(
     dedupKey: r.dedup_key,
     keyFp: r.key_fp,
     receivedAt: r.received_at,
+    sourceAt: r.source_at,
     attempts: r.attempts,
     nextAttemptAt: r.next_attempt_at,
   };
