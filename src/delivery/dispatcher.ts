@@ -290,14 +290,16 @@ export class Dispatcher {
             ends.map((at) => mono - (now - at) + 1),
           );
         }
+        // A commit written before the load read the queue may reach the lane (early) after it.
+        const loaded = new Set<number>();
         for (const ev of events) {
           const lane = this.#lanes.get(ev.keyFp);
-          if (lane && live.includes(lane)) this.#push(lane, ev);
+          if (lane && live.includes(lane) && this.#push(lane, ev)) loaded.add(ev.id);
         }
         const monoNow = clock.monotonic();
         for (const lane of live) {
           if (this.#lanes.get(lane.key.fp) !== lane) continue;
-          for (const ev of lane.early) this.#push(lane, ev);
+          for (const ev of lane.early) if (!loaded.has(ev.id)) this.#push(lane, ev);
           lane.early = [];
           // A process killed mid-flight leaves up to two requests per key out of that log (see
           // UNRECORDED_PER_KEY); their events are still queued at the head and are sent again, but
@@ -538,8 +540,12 @@ export class Dispatcher {
       lane.known.delete(head.id);
       lane.leaving.shift();
     }
-    if (lane.known.has(ev.id)) return false;
-    lane.known.add(ev.id);
+    // One process's spool hands every event over once (its loads and commits never overlap but
+    // at a lane's load, below): no set of 500,000 ids to keep for a backlog.
+    if (this.#o.spool.shared) {
+      if (lane.known.has(ev.id)) return false;
+      lane.known.add(ev.id);
+    }
     lane.events.push(ev);
     return true;
   }

@@ -83,7 +83,7 @@ describe('SqliteSpool', () => {
     // What schema version 1 looked like: no rate_log, no alert_times, no index on opened_at.
     const db = new BetterSqlite3(`${tmp.dir}/spool.db`);
     db.exec(
-      'DROP TABLE rate_log; DROP TABLE alert_times; DROP INDEX open_alerts_opened_at; ALTER TABLE open_alerts DROP COLUMN sent',
+      'DROP TABLE rate_log; DROP TABLE alert_times; DROP INDEX open_alerts_opened_at; ALTER TABLE open_alerts DROP COLUMN sent; ALTER TABLE events DROP COLUMN source_at; ALTER TABLE dead_letters DROP COLUMN source_at',
     );
     db.pragma('user_version = 1');
     db.close();

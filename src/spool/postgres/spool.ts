@@ -739,10 +739,10 @@ export class PostgresSpool implements Spool {
   async #commitQuery(batchJson: string, bodies: string[]): Promise<EntryResult[]> {
     for (let attempt = 1; ; attempt++) {
       try {
-        const res = await this.#pool.query<{ r: unknown }>(
-          'SELECT commit_batch($1::jsonb, $2::text[]) AS r',
-          [batchJson, bodies],
-        );
+        const res = await this.#query<{ r: unknown }>('SELECT commit_batch($1::jsonb, $2::text[]) AS r', [
+          batchJson,
+          bodies,
+        ]);
         return res.rows[0]?.r as EntryResult[];
       } catch (err) {
         const code = (err as { code?: string }).code;
@@ -943,12 +943,37 @@ export class PostgresSpool implements Spool {
       return await work(client);
     } catch (err) {
       this.#o.observer?.databaseError?.(operation, err);
+      if (isConnectionError(err)) broken ??= err;
       if (isConnectionError(err) || isTimeout(err))
         throw new SpoolUnavailableError(`Database unreachable (${this.location}): ${describePgError(err)}`);
       throw err;
     } finally {
-      client.off('error', onError);
-      // A broken connection goes, not back to the pool.
+      // A broken connection goes, not back to the pool, and keeps a listener while it is ended.
+      if (!broken) client.off('error', onError);
+      client.release(broken instanceof Error ? broken : undefined);
+    }
+  }
+
+  /**
+   * One statement on a pooled connection. Not pg's Pool.query: it listens for a connection error
+   * only once, and a connection the server ends (a failover) can emit two — the second, unheard,
+   * would end the process.
+   */
+  async #query<R extends pg.QueryResultRow>(sql: string, params: unknown[] = []): Promise<pg.QueryResult<R>> {
+    const client = await this.#pool.connect();
+    let broken: unknown;
+    const onError = (err: unknown) => {
+      broken = err;
+    };
+    client.on('error', onError);
+    try {
+      return await client.query<R>(sql, params);
+    } catch (err) {
+      broken ??= isConnectionError(err) ? err : undefined;
+      throw err;
+    } finally {
+      // A broken connection keeps a listener while the pool ends it: ending can report again.
+      if (!broken) client.off('error', onError);
       client.release(broken instanceof Error ? broken : undefined);
     }
   }
@@ -975,7 +1000,7 @@ export class PostgresSpool implements Spool {
       // Without traffic (readiness false keeps SNS away) nothing else would find out that the
       // database works again.
       this.#probe = setInterval(() => {
-        this.#pool.query('SELECT 1').then(
+        this.#query('SELECT 1').then(
           () => this.#clearProblem(),
           () => {},
         );
