@@ -684,6 +684,10 @@ export class Dispatcher {
           ageMs: clock.now() - head.receivedAt,
           ...(head.sourceAt > 0 ? { sourceDelayMs: clock.now() - head.sourceAt } : {}),
         });
+        // With several replicas, the next request of this key waits until this delivery is
+        // written: a replica that dies then leaves at most its one request in flight to be sent
+        // again by the next owner, not every delivery of the last write round.
+        if (spool.shared) await spool.flush().catch(() => {});
         return;
       case 'failed':
         lane.events.shift();

@@ -162,10 +162,6 @@ export class PostgresSpool implements Spool {
       // is queued before the resolve that SNS then delivered to another).
       onEvents: (_replica, keyFp, fromId) => this.#announce(keyFp, fromId),
     });
-    pool.on('error', (err) => {
-      // An idle connection broke (the server restarted): the pool replaces it on the next use.
-      opts.observer?.databaseError?.('connect', err);
-    });
   }
 
   /**
@@ -178,11 +174,16 @@ export class PostgresSpool implements Spool {
       max: opts.mode === 'serve' ? opts.config.poolSize : 2,
       idleTimeoutMillis: 30_000,
     });
+    // Every connection the pool opens keeps a listener for its whole life: a connection the server
+    // ends (a restart, a failover) reports it as an 'error' event, which unheard would end the
+    // process, and can report it while checked out between statements, or twice. What failed is
+    // seen by the statement that used it.
+    pool.on('connect', (c) => c.on('error', () => {}));
+    pool.on('error', (err) => opts.observer?.databaseError?.('connect', err));
     const where = spoolLocation(opts.config);
     let client: pg.PoolClient;
     try {
       client = await pool.connect();
-      client.on('error', () => {});
     } catch (err) {
       await pool.end().catch(() => {});
       throw new PgSpoolOpenError(
@@ -377,17 +378,7 @@ export class PostgresSpool implements Spool {
           await c.query('UPDATE events SET key_fp = $1 WHERE id = $2', [m.to, id]);
           firsts.set(m.to, Math.min(firsts.get(m.to) ?? id, id));
           out.push({
-            event: {
-              id,
-              route: r.route,
-              action: r.action as EventAction,
-              dedupKey: r.dedup_key,
-              keyFp: r.key_fp,
-              receivedAt: Number(r.received_at),
-              sourceAt: Number(r.source_at),
-              attempts: r.attempts,
-              nextAttemptAt: Number(r.next_attempt_at),
-            },
+            event: pendingOf(r),
             assignment: { keyFp: m.to },
           });
         }
@@ -1093,7 +1084,8 @@ async function openAlertsOf(
   return out;
 }
 
-function toStored(r: EventRow): StoredEvent {
+/** A row of `events` as the dispatcher holds it (bigint columns arrive as strings). */
+function pendingOf(r: Omit<EventRow, 'message_id' | 'rule' | 'body' | 'last_error'>): PendingEvent {
   return {
     id: Number(r.id),
     route: r.route,
@@ -1104,6 +1096,12 @@ function toStored(r: EventRow): StoredEvent {
     sourceAt: Number(r.source_at),
     attempts: r.attempts,
     nextAttemptAt: Number(r.next_attempt_at),
+  };
+}
+
+function toStored(r: EventRow): StoredEvent {
+  return {
+    ...pendingOf(r),
     messageId: r.message_id,
     rule: r.rule,
     body: JSON.parse(r.body) as EventBody,

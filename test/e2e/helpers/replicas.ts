@@ -200,6 +200,27 @@ export function explain(relays: readonly RelayProcess[], dedupKey: string): stri
 }
 
 /**
+ * Waits for every step at PagerDuty, then a moment for duplicates to show, and checks what several
+ * replicas promise (expectReplicaGuarantees).
+ */
+export async function settleAndCheck(
+  world: E2eWorld,
+  deliveries: readonly Delivery[],
+  opts: {
+    prefix: string;
+    alerts: number;
+    steps: number;
+    limit: number;
+    keys: string[];
+    maxDuplicates: number;
+  },
+): Promise<{ duplicates: number }> {
+  await waitForEveryStep(world, opts);
+  await sleep(1500);
+  return expectReplicaGuarantees(world, deliveries, opts);
+}
+
+/**
  * What several replicas promise, checked on what PagerDuty received: every acknowledged step of
  * every alert delivered, in order, each alert through one routing key (so no follow-up dropped),
  * no 429, never more than `limit` requests per key in any window, and duplicates only as a
@@ -237,15 +258,26 @@ export function expectReplicaGuarantees(
       if (repeat) duplicates++;
       return !repeat;
     });
-    expect(steps, dedupKey).toEqual(
-      Array.from({ length: opts.steps }, (_, seq) => (lifeAction(seq) === 'trigger' ? `T${seq}` : 'R')),
+    const want = Array.from({ length: opts.steps }, (_, seq) =>
+      lifeAction(seq) === 'trigger' ? `T${seq}` : 'R',
     );
+    if (steps.join(' ') !== want.join(' '))
+      expect.fail(
+        `${dedupKey}: expected ${want.join(' ')}, got ${steps.join(' ')}\n${explain(world.relays, dedupKey)}`,
+      );
     if (new Set(events.map((e) => e.routingKey)).size !== 1)
       expect.fail(
         `${dedupKey} went through ${new Set(events.map((e) => e.routingKey)).size} keys: ${events.map((e) => `${stepOf(e)}@${e.routingKey.slice(0, 6)}`).join(' ')}\n${explain(world.relays, dedupKey)}`,
       );
   }
-  expect(world.pd.droppedFollowUps()).toEqual([]);
+  // A follow-up PagerDuty dropped because the same request came just before it (a failover's
+  // duplicate of a resolve) is a duplicate, counted above; any other is an event sent through the
+  // wrong key, or before its trigger.
+  const repeats = (e: AcceptedEvent) => {
+    const before = world.pd.accepted.filter((x) => x.dedupKey === e.dedupKey && x.seq < e.seq).at(-1);
+    return before?.raw === e.raw;
+  };
+  expect(world.pd.droppedFollowUps().filter((e) => !repeats(e))).toEqual([]);
   expect(world.pd.count(429)).toBe(0);
   for (const key of opts.keys)
     expect(world.pd.maxInWindow(key), 'requests to one key in a window').toBeLessThanOrEqual(opts.limit);
