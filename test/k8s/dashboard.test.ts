@@ -164,13 +164,15 @@ describe('Grafana dashboard', () => {
     expect(r.status).toBe(0);
   });
 
-  it('covers intake, deliveries, latency, queue depth and age, rate-limit waits, dead letters, reloads and replicas', () => {
+  it('covers intake, deliveries, latency, time to page, queue depth and age, rate-limit waits, dead letters, reloads and replicas', () => {
     const used = new Set(targets.flatMap(({ target }) => scanPromQL(target.expr).metrics));
     for (const m of [
       'pdrelay_sns_messages_total',
       'pdrelay_events_total',
       'pdrelay_pagerduty_requests_total',
       'pdrelay_pagerduty_request_duration_seconds_bucket',
+      'pdrelay_event_delivery_seconds_bucket',
+      'pdrelay_event_source_delay_seconds_bucket',
       'pdrelay_delivery_retries_total',
       'pdrelay_queue_depth',
       'pdrelay_queue_oldest_age_seconds',
