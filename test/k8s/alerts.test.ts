@@ -83,6 +83,20 @@ describe('PrometheusRule', () => {
     ['PdRelayKeyLeasesFlapping', 'expr', '> 2', '> 3'],
     ['PdRelayKeyLeasesFlapping', 'expr', '> 2', '> 1'],
     ['PdRelayKeyLeasesFlapping', 'expr', 'changes(', 'increase('],
+    // Time to page: the p99 and the queue age it must go with, the minutes it must last; the
+    // median of the source delay (not its tail), and the relay's own share it must leave out.
+    ['PdRelaySlowPaging', 'expr', '> 300', '> 600'],
+    [
+      'PdRelaySlowPaging',
+      'expr',
+      'pdrelay_queue_oldest_age_seconds) > 300',
+      'pdrelay_queue_oldest_age_seconds) >= 0',
+    ],
+    ['PdRelaySlowPaging', 'for', '10m', '5m'],
+    ['PdRelaySlowUpstream', 'expr', '> 300', '> 600'],
+    ['PdRelaySlowUpstream', 'expr', 'histogram_quantile(0.5', 'histogram_quantile(0.99'],
+    ['PdRelaySlowUpstream', 'expr', '< 60', '>= 0'],
+    ['PdRelaySlowUpstream', 'for', '30m', '10m'],
   ] as const)(
     'fails its unit tests when %s %s moves from "%s" to "%s" (the tests can fail)',
     (alert, field, from, to) => {

@@ -130,6 +130,25 @@ describe('Grafana dashboard', () => {
     ]);
   });
 
+  it('the check takes the operands of a top-level `and` or `unless` each with its own labels, and those of `on (...)` with both', () => {
+    // A histogram's quantile (by `le`) guarded by a gauge that has no `le`.
+    const quantile =
+      'histogram_quantile(0.99, sum by (route, le) (rate(pdrelay_event_delivery_seconds_bucket[15m]))) > 300';
+    const guard = 'max by (route) (pdrelay_queue_oldest_age_seconds) > 300';
+    expect(checkPromQL(`(${quantile}) and on (route) (${guard})`, catalogue)).toEqual([]);
+    expect(checkPromQL(`(${quantile}) unless on (route) (${guard})`, catalogue)).toEqual([]);
+    // A wrong label inside one operand is still found, and the labels matched on concern both sides.
+    expect(
+      checkPromQL(`(${quantile}) and (max by (le) (pdrelay_queue_oldest_age_seconds))`, catalogue),
+    ).toEqual(['label le is not a label of pdrelay_queue_oldest_age_seconds']);
+    expect(checkPromQL(`(${quantile}) and on (key) (${guard})`, catalogue)).toEqual([
+      'label key is not a label of pdrelay_event_delivery_seconds_bucket',
+    ]);
+    expect(checkPromQL(`(${quantile}) and ignoring (key) (${guard})`, catalogue)).toEqual([
+      'label key is not a label of pdrelay_event_delivery_seconds_bucket',
+    ]);
+  });
+
   it('every query is valid PromQL (promtool check rules)', () => {
     requireTool('promtool', ['--version'], PROMTOOL_INSTALL);
     const rules = targets.map(({ panel, target }) => ({
@@ -145,13 +164,15 @@ describe('Grafana dashboard', () => {
     expect(r.status).toBe(0);
   });
 
-  it('covers intake, deliveries, latency, queue depth and age, rate-limit waits, dead letters, reloads and replicas', () => {
+  it('covers intake, deliveries, latency, time to page, queue depth and age, rate-limit waits, dead letters, reloads and replicas', () => {
     const used = new Set(targets.flatMap(({ target }) => scanPromQL(target.expr).metrics));
     for (const m of [
       'pdrelay_sns_messages_total',
       'pdrelay_events_total',
       'pdrelay_pagerduty_requests_total',
       'pdrelay_pagerduty_request_duration_seconds_bucket',
+      'pdrelay_event_delivery_seconds_bucket',
+      'pdrelay_event_source_delay_seconds_bucket',
       'pdrelay_delivery_retries_total',
       'pdrelay_queue_depth',
       'pdrelay_queue_oldest_age_seconds',

@@ -16,6 +16,8 @@ export const RELAY_METRICS: Readonly<Record<string, MetricSpec>> = {
   pdrelay_sns_cert_fetches_total: { type: 'counter', labels: ['result'] },
   pdrelay_rule_matches_total: { type: 'counter', labels: ['rule', 'action'] },
   pdrelay_events_total: { type: 'counter', labels: ['route', 'action', 'outcome'] },
+  pdrelay_event_delivery_seconds: { type: 'histogram', labels: ['route', 'action'] },
+  pdrelay_event_source_delay_seconds: { type: 'histogram', labels: ['route', 'action'] },
   pdrelay_pagerduty_requests_total: { type: 'counter', labels: ['route', 'key', 'code_class'] },
   pdrelay_pagerduty_request_duration_seconds: { type: 'histogram', labels: [] },
   pdrelay_delivery_retries_total: { type: 'counter', labels: ['reason'] },
@@ -120,36 +122,49 @@ function lookup(
 }
 
 /**
- * The operands of a union at the top level of an expression (`(A) or (B)`: [`(A)`, `(B)`]; anything
- * else: the whole expression). A union's operands keep their own labels, so each is checked on its
- * own: one may read a StatefulSet's series by `statefulset`, the other a Deployment's by
- * `deployment`. Not split: `or on (...)` / `or ignoring (...)`, whose labels concern both sides, and
- * a union inside an aggregation or a function, where `by (...)` applies to both.
+ * A set operator (`or`, `and`, `unless`) and the labels it matches on, if it names them (`on (...)`,
+ * `ignoring (...)`).
  */
-export function unionOperands(expr: string): string[] {
+const SET_OPERATOR = /^(?:and|or|unless)\b(?:\s+((?:on|ignoring)\s*\([^)]*\)))?/i;
+
+/**
+ * The operands of the set operators at the top level of an expression (`(A) or (B)`: [`(A)`, `(B)`];
+ * anything else: the whole expression). Each operand keeps its own labels, so each is checked on its
+ * own: one side of a union may read a StatefulSet's series by `statefulset`, the other a
+ * Deployment's by `deployment`; the `le` of a histogram's quantile on one side of an `and` says
+ * nothing of a gauge on the other. The labels of `on (...)` and `ignoring (...)` concern both sides
+ * and go with each operand. Not split: a set operator inside an aggregation or a function, where
+ * `by (...)` applies to both sides.
+ */
+export function setOperands(expr: string): string[] {
   const text = blankStrings(expr);
-  const cuts: Array<[number, number]> = [];
+  const cuts: Array<{ start: number; end: number; matching: string }> = [];
   let depth = 0;
   for (let i = 0; i < text.length; i++) {
     const c = text[i] as string;
     if ('([{'.includes(c)) depth++;
     else if (')]}'.includes(c)) depth--;
-    else if (depth === 0 && /^or\b/i.test(text.slice(i)) && !/\w/.test(text[i - 1] ?? '')) {
-      if (/^or\s+(on|ignoring)\s*\(/i.test(text.slice(i))) return [expr];
-      cuts.push([i, i + 2]);
+    else if (depth === 0 && !/\w/.test(text[i - 1] ?? '')) {
+      const m = SET_OPERATOR.exec(text.slice(i));
+      if (!m) continue;
+      cuts.push({ start: i, end: i + m[0].length, matching: m[1] ?? '' });
+      i += m[0].length - 1;
     }
   }
-  const parts: string[] = [];
+  const parts: Array<{ part: string; matching: string[] }> = [];
   let from = 0;
-  for (const [start, end] of cuts) {
-    parts.push(expr.slice(from, start));
+  let before = '';
+  for (const { start, end, matching } of cuts) {
+    parts.push({ part: expr.slice(from, start), matching: [before, matching] });
     from = end;
+    before = matching;
   }
-  parts.push(expr.slice(from));
+  parts.push({ part: expr.slice(from), matching: [before] });
   // `(A or B)` is `A or B`: an operand wholly in parentheses is split in turn.
-  return parts.flatMap((part) => {
+  return parts.flatMap(({ part, matching }) => {
     const inner = unparenthesised(part);
-    return inner === undefined ? [part] : unionOperands(inner);
+    const operands = inner === undefined ? [part] : setOperands(inner);
+    return operands.map((o) => [o, ...matching.filter(Boolean)].join(' '));
   });
 }
 
@@ -174,7 +189,8 @@ function unparenthesised(expr: string): string | undefined {
 /**
  * Problems with one expression: metrics not in the catalogue, and labels that not every metric of
  * the expression carries (a `sum by (route)` over a metric without `route` silently yields one
- * series with an empty label). The operands of a top-level `or` are checked each on its own.
+ * series with an empty label). The operands of a top-level `or`, `and` or `unless` are checked each
+ * on its own.
  */
 export function checkPromQL(expr: string, catalogue: ReadonlyMap<string, MetricSpec>, legend = ''): string[] {
   // A Grafana legend is free text with {{label}} placeholders; it applies to every operand.
@@ -183,7 +199,7 @@ export function checkPromQL(expr: string, catalogue: ReadonlyMap<string, MetricS
   );
   const problems: string[] = [];
   let metricsSeen = 0;
-  for (const part of unionOperands(expr)) {
+  for (const part of setOperands(expr)) {
     const { metrics, labels } = scanPromQL(part);
     const found = [];
     for (const name of metrics) {
