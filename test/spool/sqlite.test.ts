@@ -383,3 +383,34 @@ function canMakeImmutable(): boolean {
     cleanup();
   }
 }
+
+describe('SqliteSpool adoption', () => {
+  it('hands over once an event another process queued while the relay was down: at its load, not again by the poll', async () => {
+    const ring = ringOf([1]);
+    const first = new SqliteSpool({ dir: tmp.dir, assigner: new PoolKeyAssigner(ring) });
+    open.push(first);
+    await first.commit(entry([alarmEvent('trigger', 'retried'), alarmEvent('trigger', 'other')]));
+    const [a, b] = await first.pending();
+    if (!a || !b) throw new Error('Expected two events');
+    first.deadLetter(a, 'rejected', '400: no');
+    first.deadLetter(b, 'rejected', '400: no');
+    first.closeNow();
+    // The relay is down; the CLI retries one dead letter.
+    const cli = new SqliteSpool({ dir: tmp.dir });
+    expect(await cli.retryDeadLetters([a.id])).toBe(1);
+    cli.closeNow();
+
+    const relay = new SqliteSpool({ dir: tmp.dir, assigner: new PoolKeyAssigner(ring), adoptIntervalMs: 10 });
+    open.push(relay);
+    const handed: Array<string | null> = [];
+    relay.onQueued((events) => handed.push(...events.map((e) => e.dedupKey)));
+    handed.push(...(await relay.pending([ring.lanes()[0]?.fp as string])).map((e) => e.dedupKey));
+    // Another write by another process wakes the poll: it finds nothing new to hand over but the other retry.
+    const later = new SqliteSpool({ dir: tmp.dir });
+    expect(await later.retryDeadLetters([b.id])).toBe(1);
+    later.closeNow();
+    await expect.poll(() => handed.length).toBe(2);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(handed).toEqual(['retried', 'other']);
+  });
+});

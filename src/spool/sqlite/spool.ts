@@ -254,12 +254,19 @@ export class SqliteSpool implements Spool {
   }
 
   async pending(keyFps?: readonly string[], fromId = 0): Promise<PendingEvent[]> {
-    if (!this.#readonly && fromId === 0 && keyFps === undefined) {
-      // Everything is being resumed: nothing is left for the adoption poll to pick up.
-      this.#s.adoptAll.run();
-      this.#dataVersion = this.#db.pragma('data_version', { simple: true }) as number;
-    }
     const wanted = keyFps ? new Set(keyFps) : undefined;
+    if (!this.#readonly) {
+      // What another process queued (retried dead letters) and this read hands over is not for
+      // the adoption poll any more: it would hand it over a second time.
+      const unadopted = this.#s.unadopted
+        .all()
+        .filter((r) => r.id >= fromId && (!wanted || wanted.has(r.key_fp)))
+        .map((r) => r.id);
+      if (unadopted.length)
+        this.#db.transaction(() => {
+          for (const id of unadopted) this.#s.adoptOne.run(id);
+        })();
+    }
     // Streamed, with route, action and key strings shared: a backlog of 100,000 events must not
     // cost 100,000 copies of "default" and "trigger" (see bench/spool.bench.ts).
     const intern = new Map<string, string>();
@@ -879,7 +886,6 @@ function prepare(db: Database, readonly: boolean) {
     deadByReason: db.prepare<[], { reason: string; n: number }>(
       'SELECT reason, count(*) AS n FROM dead_letters GROUP BY reason ORDER BY reason',
     ),
-    adoptAll: w<[]>('UPDATE events SET adopted = 1 WHERE adopted = 0'),
     adoptOne: w<[number]>('UPDATE events SET adopted = 1 WHERE id = ?'),
     insertMessage: w<[string, number]>(
       'INSERT OR IGNORE INTO messages (message_id, accepted_at) VALUES (?, ?)',
