@@ -135,7 +135,7 @@ export interface OwnershipLog {
 export async function own(
   spool: Spool,
   ring: KeyRing,
-  opts: { expectAll?: boolean } = {},
+  opts: { expectAll?: boolean; releaseMs?: () => number } = {},
 ): Promise<OwnershipLog> {
   const log: OwnershipLog = { owned: new Set(), lost: [], orphaned: [], released: [] };
   const handlers: OwnershipHandlers = {
@@ -143,6 +143,9 @@ export async function own(
       for (const fp of fps) log.owned.add(fp);
     },
     release: async (fps) => {
+      // A lane's in-flight request ends and its writes are made durable before the key goes.
+      const ms = opts.releaseMs?.() ?? 0;
+      if (ms) await new Promise((r) => setTimeout(r, ms));
       for (const fp of fps) {
         log.owned.delete(fp);
         log.released.push(fp);

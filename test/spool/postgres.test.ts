@@ -300,6 +300,42 @@ describe('PostgreSQL spool: key ownership', () => {
     expect(new Set(union([logA, logB, logC])).size).toBe(6);
   });
 
+  it('never gives a handed-over key back to the replica that handed it, whatever its looks do meanwhile', async () => {
+    // Looks every 10 ms and handovers that take a while to write out: a look runs while a key is
+    // handed over, the race that once let the giver take the key back beside its new owner.
+    const timing = { tickMs: 10, leaseMs: 900, graceMs: 600 };
+    const keys = [1, 2, 3, 4, 5, 6, 7, 8];
+    let seed = 7;
+    const releaseMs = () => {
+      seed = (seed * 1103515245 + 12345) % 2147483648;
+      return 5 + (seed % 40);
+    };
+    const logs: OwnershipLog[] = [];
+    let overlaps = 0;
+    const watch = setInterval(() => {
+      for (const fp of new Set(union(logs))) if (logs.filter((l) => l.owned.has(fp)).length > 1) overlaps++;
+    }, 1);
+    try {
+      const first = await replica(db.url, keys, { timing });
+      logs.push(await own(first.spool, first.ring, { releaseMs }));
+      // Each newcomer takes its share by handovers.
+      for (let round = 0; round < 3; round++) {
+        const next = await replica(db.url, keys, { timing });
+        const log = await own(next.spool, next.ring, { expectAll: false, releaseMs });
+        logs.push(log);
+        await waitFor(() => log.owned.size >= 2, `round ${round}: the newcomer's share`, 10_000);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      await waitFor(() => logs.every((l) => l.owned.size === 2), 'two keys each, the handovers done', 10_000);
+    } finally {
+      clearInterval(watch);
+    }
+    expect(logs.flatMap((l) => l.lost)).toEqual([]);
+    expect(overlaps).toBe(0);
+    expect(new Set(union(logs)).size).toBe(keys.length);
+    expect(union(logs)).toHaveLength(keys.length);
+  });
+
   it('tells the owner of a key about events another replica committed for it, without polling', async () => {
     const a = await replica(db.url, [1, 2]);
     const logA = await own(a.spool, a.ring);

@@ -76,6 +76,12 @@ export class LeaseOwnership implements KeyOwnership {
   readonly #owned = new Set<string>();
   /** Keys being handed over: no new request may start. */
   readonly #handing = new Set<string>();
+  /**
+   * Keys whose lanes are stopped and written out, with the replica to name as their owner (null:
+   * whoever takes free keys): the next look writes it, in its own transaction, so that what it
+   * reads of the table and what this replica believes it owns never disagree.
+   */
+  readonly #handoffs = new Map<string, string | null>();
   /** performance.now() until which this replica may send (its last renewal + graceMs). */
   #validUntil = 0;
   #validity: NodeJS.Timeout | undefined;
@@ -292,6 +298,16 @@ export class LeaseOwnership implements KeyOwnership {
           'INSERT INTO key_owners (key_fp) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING',
           [this.#keys],
         );
+      // Handovers whose lanes are written out: the table names their new owners before it is read.
+      const handed = [...this.#handoffs].filter(([fp]) => this.#owned.has(fp));
+      if (handed.length) {
+        await client.query(
+          `UPDATE key_owners k SET owner = h.owner, since = now()
+           FROM unnest($1::text[], $2::text[]) AS h(fp, owner) WHERE k.key_fp = h.fp AND k.owner = $3`,
+          [handed.map(([fp]) => fp), handed.map(([, to]) => to), me],
+        );
+        notify = true;
+      }
       const mine = [...this.#owned];
       if (mine.length)
         await client.query(
@@ -350,12 +366,31 @@ export class LeaseOwnership implements KeyOwnership {
         if ((count.get(me) ?? 0) - (count.get(to) ?? 0) < 2) continue;
         handOver.push({ fp: k.key_fp, to });
       }
+      // Not configured here (another replica's configuration gave it to this one): give it back.
+      const foreign = keys
+        .filter(
+          (k) => owners.get(k.key_fp) === me && !this.#keys.includes(k.key_fp) && !this.#owned.has(k.key_fp),
+        )
+        .map((k) => k.key_fp);
+      if (foreign.length) {
+        await client.query('UPDATE key_owners SET owner = NULL WHERE owner = $1 AND key_fp = ANY($2)', [
+          me,
+          foreign,
+        ]);
+        for (const fp of foreign) owners.set(fp, null);
+        notify = true;
+      }
       this.#published = new Map(keys.map((k) => [k.key_fp, Number(k.depth)]));
       // Rows of replicas long gone.
       await client.query("DELETE FROM replicas WHERE expires_at < clock_timestamp() - interval '1 hour'");
       if (notify) await client.query('SELECT pg_notify($1, $2)', [this.#o.channels.owners, `assigned ${me}`]);
       await client.query('COMMIT');
 
+      for (const [fp] of handed) {
+        this.#owned.delete(fp);
+        this.#handing.delete(fp);
+        this.#handoffs.delete(fp);
+      }
       this.#reconcile(owners);
       await this.#strayKeys(client, owners, replicas);
     } catch (err) {
@@ -378,14 +413,6 @@ export class LeaseOwnership implements KeyOwnership {
       // No longer configured here (a reload removed it): stop its lane, then free it.
       else if (!this.#keys.includes(fp) && !this.#handing.has(fp)) void this.#handOver(fp, null);
     }
-    // Not configured here (another replica's configuration gave it): give it back.
-    const foreign = [...owners]
-      .filter(([fp, owner]) => owner === me && !this.#keys.includes(fp) && !this.#owned.has(fp))
-      .map(([fp]) => fp);
-    if (foreign.length && this.#client)
-      void this.#client
-        .query('UPDATE key_owners SET owner = NULL WHERE owner = $1 AND key_fp = ANY($2)', [me, foreign])
-        .catch((err: unknown) => this.#o.observer?.databaseError?.('ownership', err));
     if (gone.length) {
       for (const fp of gone) this.#owned.delete(fp);
       this.#handlers?.lost(gone);
@@ -444,28 +471,29 @@ export class LeaseOwnership implements KeyOwnership {
 
   /**
    * Hands `fp` to replica `to` (null: to whoever takes free keys): lane stopped and written out
-   * first, then the table says so.
+   * first, then the next look names the new owner in the table. Not a statement of its own on
+   * the lease connection: one running beside a look would change the table after the look read
+   * it, and the look would take the key back while the new owner takes it too.
    */
   async #handOver(fp: string, to: string | null): Promise<void> {
     if (!this.#handlers || this.#handing.has(fp) || !this.#owned.has(fp)) return;
     this.#handing.add(fp);
     try {
       await this.#handlers.release([fp]);
-      const client = this.#client;
-      if (!client || this.#stopped || !this.#owned.has(fp)) return;
-      await client.query(
-        `WITH moved AS (UPDATE key_owners SET owner = $1, since = now() WHERE key_fp = $2 AND owner = $3 RETURNING 1)
-         SELECT pg_notify($4, $5) FROM moved`,
-        [to, fp, this.#o.replica, this.#o.channels.owners, `handed ${fp}`],
-      );
-      this.#owned.delete(fp);
     } catch (err) {
       this.#o.observer?.databaseError?.('ownership', err);
-      // Still ours in the table: the next tick acquires it again (or another replica, once our lease lapses).
-      if (this.#owned.delete(fp)) this.#handlers.lost([fp]);
-    } finally {
+      // Its deliveries may not be written: still ours in the table, the next look takes it again
+      // and reads its queue (or another replica does, once this lease lapses).
       this.#handing.delete(fp);
+      if (this.#owned.delete(fp)) this.#handlers.lost([fp]);
+      return;
     }
+    if (this.#stopped || !this.#owned.has(fp)) {
+      this.#handing.delete(fp);
+      return;
+    }
+    this.#handoffs.set(fp, to);
+    this.#kick();
   }
 
   async #connect(): Promise<boolean> {
@@ -517,6 +545,9 @@ export class LeaseOwnership implements KeyOwnership {
   /** Stops sending for every key at once: another replica may take them once the lease lapses. */
   #lose(problem: string): void {
     this.#validUntil = 0;
+    // Handovers not written yet: the lease lapses instead, and the keys are free for anyone.
+    for (const fp of this.#handoffs.keys()) this.#handing.delete(fp);
+    this.#handoffs.clear();
     // What it last saw of the others is stale from now on.
     this.#unowned = 0;
     if (this.#owned.size) {
